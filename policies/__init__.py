@@ -1,0 +1,1 @@
+"""Policies layer: stress levels, magnitude ladder, window planner, power and battery models; the policy actor."""

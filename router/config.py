@@ -1,0 +1,397 @@
+"""Fleet config: the one pydantic schema of regions, latency, workload classes, headroom and signals."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from router.errors import ConfigError
+
+SIGNAL_COLUMNS: tuple[str, ...] = (
+    "demand_mw",
+    "demand_forecast_mw",
+    "carbon_g_per_kwh",
+    "price_usd_per_mwh",
+    "dr_level",
+)
+"""Trace columns, in contract order (see docs: trace files)."""
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _utc(value: datetime) -> datetime:
+    # A naive time is ambiguous across regions; the contract is UTC, so demand an explicit offset.
+    if value.tzinfo is None:
+        raise ValueError("time must carry a UTC offset, e.g. 2022-09-07T01:00:00Z")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos until proven otherwise: reject them so a misspelt knob is not silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BatteryConfig(_Strict):
+    """An on-site battery that can carry part of a region's load through a grid peak."""
+
+    capacity_kwh: PositiveFloat = Field(description="Usable energy capacity, kWh.")
+    max_power_kw: PositiveFloat = Field(description="Maximum charge or discharge power, kW.")
+    round_trip_efficiency: float = Field(
+        0.9, gt=0.0, le=1.0, description="Energy out divided by energy in over a full cycle."
+    )
+    initial_soc: Fraction = Field(0.8, description="State of charge at start, fraction of capacity.")
+    reserve_soc: Fraction = Field(
+        0.2, description="Charge kept for outages; discharge for grid support never goes below it."
+    )
+
+    @model_validator(mode="after")
+    def _reserve_below_initial(self) -> BatteryConfig:
+        if self.reserve_soc > self.initial_soc:
+            raise ValueError(f"reserve_soc ({self.reserve_soc}) must not exceed initial_soc ({self.initial_soc})")
+        return self
+
+
+class RegionConfig(_Strict):
+    """One serving region: where it is, which grid feeds it, and how much it can do."""
+
+    name: str = Field(min_length=1, description="Region name, also its key in the latency matrix.")
+    zone: str = Field(min_length=1, description="Grid zone (balancing authority code) that feeds the region.")
+    signal_zones: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per trace column, a zone that overrides `zone` (e.g. demand from a sub-region).",
+    )
+    latitude: float = Field(ge=-90.0, le=90.0, description="Degrees north.")
+    longitude: float = Field(ge=-180.0, le=180.0, description="Degrees east.")
+    capacity_replicas: PositiveInt = Field(description="Model replicas the region can run.")
+    capacity_kw: PositiveFloat = Field(description="IT power the region draws at full load, kW.")
+    service_time_ms: PositiveFloat = Field(
+        20.0, description="Expected model service time of one request when idle, ms."
+    )
+    battery: BatteryConfig | None = Field(None, description="On-site battery, if any.")
+
+    @field_validator("signal_zones")
+    @classmethod
+    def _known_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(SIGNAL_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown trace column(s) {unknown}; expected some of {list(SIGNAL_COLUMNS)}")
+        return value
+
+    def zone_for(self, column: str) -> str:
+        """The grid zone whose trace column feeds this region's `column` signal."""
+        return self.signal_zones.get(column, self.zone)
+
+
+class RoutingMode(StrEnum):
+    """How the router treats a workload class."""
+
+    STAY = "stay"  # served at the origin (or the nearest healthy region); never moved for grid reasons
+    SHIFT = "shift"  # moved to the feasible region with the most headroom
+    DEFER = "defer"  # not routed per request: time-shifted by the batch planner
+
+
+class WorkloadClassConfig(_Strict):
+    """A workload class and its defaults."""
+
+    mode: RoutingMode = Field(description="stay (real-time), shift (latency-tolerant) or defer (batch).")
+    latency_budget_ms: PositiveFloat | None = Field(
+        description="Default end-to-end latency budget, ms; null for deferred (deadline-driven) classes."
+    )
+
+    @model_validator(mode="after")
+    def _budget_matches_mode(self) -> WorkloadClassConfig:
+        if self.mode is not RoutingMode.DEFER and self.latency_budget_ms is None:
+            raise ValueError(f"latency_budget_ms is required for mode {self.mode.value!r}")
+        return self
+
+
+def _default_classes() -> dict[str, WorkloadClassConfig]:
+    return {
+        "realtime": WorkloadClassConfig(mode=RoutingMode.STAY, latency_budget_ms=50.0),
+        "tolerant": WorkloadClassConfig(mode=RoutingMode.SHIFT, latency_budget_ms=150.0),
+        "batch": WorkloadClassConfig(mode=RoutingMode.DEFER, latency_budget_ms=None),
+    }
+
+
+class HeadroomWeights(_Strict):
+    """Relative weight of each headroom component; a component without a signal drops out."""
+
+    capacity: NonNegativeFloat = Field(0.5, description="Demand against the zone's recent peak.")
+    forecast: NonNegativeFloat = Field(0.15, description="Demand running above the day-ahead forecast.")
+    carbon: NonNegativeFloat = Field(0.25, description="Average carbon intensity of the zone's supply.")
+    price: NonNegativeFloat = Field(0.1, description="Wholesale energy price.")
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> HeadroomWeights:
+        if self.capacity + self.forecast + self.carbon + self.price <= 0:
+            raise ValueError("at least one headroom weight must be positive")
+        return self
+
+
+def _ascending_pair(value: tuple[float, float]) -> tuple[float, float]:
+    if not value[0] < value[1]:
+        raise ValueError(f"expected [low, high] with low < high, got {list(value)}")
+    return value
+
+
+Range = Annotated[tuple[float, float], AfterValidator(_ascending_pair)]
+
+
+class HeadroomConfig(_Strict):
+    """Parameters of the one headroom and stress formula (docs/headroom.md explains each)."""
+
+    weights: HeadroomWeights = Field(default_factory=HeadroomWeights, description="Component weights.")
+    peak_lookback_days: PositiveFloat = Field(
+        365.0, description="Window over which the zone's reference peak demand is taken, days."
+    )
+    peak_quantile: float = Field(
+        0.995, gt=0.5, le=1.0, description="Quantile of past demand used as the reference peak."
+    )
+    capacity_span: float = Field(
+        0.4,
+        gt=0.0,
+        le=1.0,
+        description="Demand/peak below 1 - span counts as full capacity headroom; at the peak it is zero.",
+    )
+    forecast_error_span: float = Field(
+        0.1, gt=0.0, le=1.0, description="Demand this fraction above forecast counts as zero headroom."
+    )
+    carbon_range_g_per_kwh: Range = Field(
+        (50.0, 600.0), description="[clean, dirty] carbon intensity mapped to headroom [1, 0], gCO2/kWh."
+    )
+    price_range_usd_per_mwh: Range = Field(
+        (0.0, 250.0), description="[cheap, expensive] price mapped to headroom [1, 0], USD/MWh."
+    )
+    fresh_for_s: PositiveFloat = Field(
+        5400.0, description="A signal younger than this is trusted fully, s (hourly data: 1.5 h)."
+    )
+    stale_decay_s: PositiveFloat = Field(
+        3600.0, description="Past fresh_for_s, trust in a signal halves every this many seconds."
+    )
+    stale_headroom: Fraction = Field(
+        0.25,
+        description="Conservative value that stale signals decay toward (low enough that traffic is not "
+        "drawn to a region nobody can see, high enough that a dead feed alone is no emergency).",
+    )
+    stress_thresholds: tuple[Fraction, Fraction, Fraction] = Field(
+        (0.25, 0.12, 0.02),
+        description="Grid-reliability headroom below each value raises stress to 1, 2, 3.",
+    )
+    event_headroom_cap: tuple[Fraction, Fraction, Fraction, Fraction] = Field(
+        (1.0, 0.5, 0.2, 0.0), description="Ceiling on headroom while a DR event of level 0..3 is active."
+    )
+
+    @field_validator("stress_thresholds")
+    @classmethod
+    def _descending(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if not value[0] > value[1] > value[2]:
+            raise ValueError(f"thresholds for stress 1, 2, 3 must strictly decrease, got {list(value)}")
+        return value
+
+
+class RoutingConfig(_Strict):
+    """Tunables of the region choice (docs/routing.md)."""
+
+    origin_margin: Fraction = Field(
+        0.1, description="Stay at the origin when its score is within this much of the best."
+    )
+    spread_band: Fraction = Field(
+        0.05, description="Regions scoring within this much of the best share load by spare capacity."
+    )
+    stickiness: Fraction = Field(
+        0.03, description="Extra margin a previously eligible region keeps before it drops out (anti-flap)."
+    )
+    load_penalty: Fraction = Field(0.2, description="Score lost at full utilisation.")
+    avoid_stress_level: int = Field(
+        3, ge=1, le=3, description="Tolerant traffic avoids regions at or above this stress level."
+    )
+    max_queue_factor: PositiveFloat = Field(
+        20.0, description="Cap on the queueing slow-down 1 / (1 - utilisation) in the latency estimate."
+    )
+
+
+class TraceSourceConfig(_Strict):
+    """Replay a trace file: the default, reproducible signal source."""
+
+    kind: Literal["trace"] = "trace"
+    path: str | None = Field(None, description="Trace file (CSV or CSV.gz); null means the packaged grid_2022 trace.")
+    start: UtcDatetime = Field(description="Replay start time on the trace (UTC).")
+    end: UtcDatetime | None = Field(None, description="Replay end time (UTC); null runs to the trace's end.")
+    speedup: PositiveFloat = Field(1.0, description="Trace seconds per wall second.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TraceSourceConfig:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end.isoformat()}) must be after start ({self.start.isoformat()})")
+        return self
+
+
+def _valid_rtt(value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"round-trip time must be a finite number of ms >= 0, got {value}")
+    return value
+
+
+RttMs = Annotated[float, AfterValidator(_valid_rtt)]
+
+
+class LatencyConfig(_Strict):
+    """Round-trip times between regions."""
+
+    matrix_file: str | None = Field(
+        None, description="JSON file {'rtt_ms': {from: {to: ms}}}; null means the packaged AWS p50 matrix."
+    )
+    overrides_ms: dict[str, dict[str, RttMs]] = Field(
+        default_factory=dict, description="Entries that replace or extend the matrix, ms (from -> to -> ms)."
+    )
+
+
+class FleetConfig(_Strict):
+    """A whole fleet: regions, latency, workload classes, headroom and the grid signal source."""
+
+    name: str = Field("default", min_length=1, description="Fleet name, for display.")
+    regions: list[RegionConfig] = Field(min_length=1, description="Serving regions.")
+    default_origin: str = Field(description="Origin assumed when a request names none.")
+    latency: LatencyConfig = Field(default_factory=LatencyConfig, description="Round-trip times.")
+    workload_classes: dict[str, WorkloadClassConfig] = Field(
+        default_factory=_default_classes, description="Workload classes by name."
+    )
+    headroom: HeadroomConfig = Field(default_factory=HeadroomConfig, description="Headroom formula.")
+    routing: RoutingConfig = Field(default_factory=RoutingConfig, description="Region choice.")
+    signal_source: TraceSourceConfig = Field(description="Where grid signals come from.")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> FleetConfig:
+        names = [region.name for region in self.regions]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"regions: duplicate region name(s) {duplicates}")
+        if self.default_origin not in names:
+            raise ValueError(f"default_origin: {self.default_origin!r} is not a region of the fleet {names}")
+        for required in ("realtime", "tolerant"):
+            if required not in self.workload_classes:
+                raise ValueError(f"workload_classes: the {required!r} class is required")
+        return self
+
+    def region(self, name: str) -> RegionConfig:
+        for region in self.regions:
+            if region.name == name:
+                return region
+        raise KeyError(name)
+
+    @property
+    def region_names(self) -> tuple[str, ...]:
+        return tuple(region.name for region in self.regions)
+
+
+DEFAULT_FLEET_RESOURCE = "fleet_default.yaml"
+DEFAULT_TRACE_RESOURCE = "traces/grid_2022.csv.gz"
+DEFAULT_RTT_RESOURCE = "aws_interregion_p50_ms.json"
+
+
+def packaged_data(name: str) -> Path:
+    """Path of a file shipped in `router/data` (default fleet, traces, latency matrix)."""
+    return Path(str(resources.files("router").joinpath("data", name)))
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {location}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_fleet(data: Any, source: str = "<fleet>") -> FleetConfig:
+    """Validate a fleet from parsed YAML/JSON; raise ConfigError naming each bad field and why."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: a fleet config must be a mapping, got {type(data).__name__}")
+    try:
+        return FleetConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: invalid fleet config\n{_format_errors(error)}") from None
+
+
+def load_fleet(path: str | Path | None = None) -> FleetConfig:
+    """Load a fleet from a YAML file; None loads the packaged default fleet."""
+    file = packaged_data(DEFAULT_FLEET_RESOURCE) if path is None else Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{file}: cannot read fleet config: {error.strerror or error}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{file}: not valid YAML: {error}") from None
+    return parse_fleet(data, source=str(file))
+
+
+def load_rtt_matrix(latency: LatencyConfig) -> dict[str, dict[str, float]]:
+    """The round-trip-time matrix (ms) with config overrides applied."""
+    file = packaged_data(DEFAULT_RTT_RESOURCE) if latency.matrix_file is None else Path(latency.matrix_file)
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"latency.matrix_file: cannot read {file}: {error}") from None
+    table = raw.get("rtt_ms") if isinstance(raw, dict) else None
+    if not isinstance(table, dict):
+        raise ConfigError(f"latency.matrix_file: {file} has no 'rtt_ms' mapping of from -> to -> ms")
+    matrix: dict[str, dict[str, float]] = {}
+    for origin, row in table.items():
+        if not isinstance(row, dict):
+            raise ConfigError(f"latency.matrix_file: {file}: row {origin!r} is not a mapping")
+        matrix[origin] = {}
+        for target, value in row.items():
+            try:
+                matrix[origin][target] = _valid_rtt(float(value))
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"latency.matrix_file: {file}: {origin} -> {target}: {error}") from None
+    for origin, row in latency.overrides_ms.items():
+        matrix.setdefault(origin, {}).update(row)
+    return matrix
+
+
+def check_latency_coverage(fleet: FleetConfig, matrix: Mapping[str, Mapping[str, float]]) -> None:
+    """Every pair of fleet regions needs a round-trip time; name the first missing pair."""
+    for origin in fleet.region_names:
+        for target in fleet.region_names:
+            if origin != target and target not in matrix.get(origin, {}):
+                raise ConfigError(
+                    f"latency: no round-trip time from {origin!r} to {target!r}; "
+                    "add it under latency.overrides_ms or use a matrix that covers it"
+                )
+
+
+def utc_now_from(value: str) -> datetime:
+    """Parse a user-supplied ISO-8601 time (CLI flags); naive times are rejected, not guessed."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"not an ISO-8601 time: {value!r} (expected e.g. 2022-09-07T01:00:00Z)") from None
+    try:
+        return _utc(parsed)
+    except ValueError as error:
+        raise ConfigError(f"{value!r}: {error}") from None

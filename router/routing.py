@@ -1,0 +1,350 @@
+"""Region choice: the one pure routing function used by the gateway, the CLI, the load-test checker and simulations.
+
+Given a request (origin, class, latency budget), each region's state and the round-trip times, it returns
+the chosen region, the ranked fallbacks, the regions it could have picked (with weights), and why.
+Randomness is injected (`draw`), so the function is deterministic and a checker can replay it.
+docs/routing.md explains the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from router.config import RoutingConfig, RoutingMode
+from router.errors import UnknownRegionError
+
+# Spare-capacity weight floor: a saturated but feasible region keeps a sliver of share, so weights never
+# all vanish and a region is not starved by a momentary spike in its load figure.
+_MIN_SPARE = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """What the router needs to know of a request."""
+
+    origin: str
+    workload_class: str
+    mode: RoutingMode
+    latency_budget_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class RegionState:
+    """What the router needs to know of a region at one moment (from the control state)."""
+
+    name: str
+    headroom: float  # [0, 1], after DR-event caps
+    stress_level: int  # 0..3
+    healthy: bool
+    utilization: float  # in-flight work over capacity; 1.0 = full
+    capacity_replicas: int
+    service_time_ms: float  # idle service time estimate
+
+
+class RouteReason(StrEnum):
+    """Why a region was chosen (stable strings: they appear in headers and JSON)."""
+
+    REALTIME_ORIGIN = "realtime_origin"
+    REALTIME_NEAREST = "realtime_nearest_healthy"
+    ORIGIN_PREFERRED = "origin_within_margin"
+    MOST_HEADROOM = "most_headroom"
+    SPREAD = "spread_by_capacity"
+    ONLY_STRESSED = "only_stressed_regions_feasible"
+    NO_FEASIBLE = "no_feasible_region"
+    NO_HEALTHY = "no_healthy_region"
+
+
+class Verdict(StrEnum):
+    """What became of a candidate region."""
+
+    CHOSEN = "chosen"
+    ELIGIBLE = "eligible"  # could have been picked (weighted spread); a fallback
+    FEASIBLE = "feasible"  # fits the budget but scored lower; a fallback
+    AVOIDED = "avoided"  # fits the budget but its grid is in emergency; a last-resort fallback
+    FILTERED = "filtered"  # unhealthy, unknown latency or over budget
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One region as the router saw it."""
+
+    region: str
+    rtt_ms: float | None
+    est_latency_ms: float | None
+    headroom: float
+    stress_level: int
+    healthy: bool
+    utilization: float
+    score: float
+    verdict: Verdict
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    """The router's answer."""
+
+    region: str
+    reason: RouteReason
+    detail: str
+    feasible: bool  # False: nothing fit the budget; `region` is a best-effort fallback
+    ranked: tuple[str, ...]  # try in this order; `region` first
+    eligible: tuple[tuple[str, float], ...]  # regions the draw could pick, with probabilities
+    candidates: tuple[Candidate, ...]  # every region, in fleet order
+
+
+def estimate_latency_ms(rtt_ms: float, region: RegionState, config: RoutingConfig) -> float:
+    """Round trip plus service time, slowed by queueing as 1 / (1 - utilisation), capped."""
+    busy = min(region.utilization, 0.999)
+    queue_factor = min(1.0 / (1.0 - busy), config.max_queue_factor)
+    return rtt_ms + region.service_time_ms * queue_factor
+
+
+def score(region: RegionState, config: RoutingConfig) -> float:
+    """Headroom less a penalty for load, so a busy region attracts less even when its grid is good."""
+    return region.headroom - config.load_penalty * min(region.utilization, 1.0)
+
+
+def choose_region(
+    request: RouteRequest,
+    regions: Sequence[RegionState],
+    rtt_ms: Mapping[str, Mapping[str, float]],
+    config: RoutingConfig,
+    *,
+    previous_eligible: frozenset[str] = frozenset(),
+    draw: float = 0.0,
+) -> RouteDecision:
+    """Choose the serving region for one request.
+
+    `previous_eligible` is the eligible set of the previous decision for the same (origin, class): regions
+    in it keep a `stickiness` margin, so tiny headroom changes do not flap traffic. `draw` in [0, 1) picks
+    among eligible regions by weight.
+    """
+    if request.mode is RoutingMode.DEFER:
+        raise ValueError(f"class {request.workload_class!r} is deferred (batch): it is not routed per request")
+    if not regions:
+        raise ValueError("no regions to route to")
+    row = rtt_ms.get(request.origin)
+    if row is None:
+        raise UnknownRegionError(f"origin {request.origin!r} has no round-trip times in the latency matrix")
+    budget = request.latency_budget_ms
+    stay = request.mode is RoutingMode.STAY
+
+    # One pass: estimate, classify and score every region.
+    scored: list[tuple[RegionState, float | None, float | None, float, Verdict, str]] = []
+    pool: list[int] = []  # indices that fit the budget and are not avoided
+    avoided: list[int] = []
+    for index, region in enumerate(regions):
+        rtt = row.get(region.name, 0.0 if region.name == request.origin else None)
+        region_score = score(region, config)
+        if rtt is None:
+            scored.append((region, None, None, region_score, Verdict.FILTERED, "no round-trip time from origin"))
+            continue
+        latency = estimate_latency_ms(rtt, region, config)
+        if not region.healthy:
+            verdict, why = Verdict.FILTERED, "unhealthy"
+        elif latency > budget:
+            verdict, why = Verdict.FILTERED, f"over budget: est {latency:.1f} ms > {budget:g} ms"
+        elif not stay and region.stress_level >= config.avoid_stress_level:
+            verdict, why = Verdict.AVOIDED, f"grid stress {region.stress_level} (avoided while others fit)"
+            avoided.append(index)
+        else:
+            verdict, why = Verdict.FEASIBLE, "fits budget"
+            pool.append(index)
+        scored.append((region, rtt, latency, region_score, verdict, why))
+
+    if stay:
+        return _route_stay(request, scored, pool)
+    return _route_shift(request, scored, pool, avoided, config, previous_eligible, draw)
+
+
+_Scored = list[tuple[RegionState, float | None, float | None, float, Verdict, str]]
+
+
+def _route_stay(request: RouteRequest, scored: _Scored, pool: list[int]) -> RouteDecision:
+    # Real-time work is never moved for grid reasons: origin if it can serve, else the nearest that can.
+    by_rtt = sorted(pool, key=lambda i: (scored[i][1] or 0.0, scored[i][0].name))
+    origin_index = next((i for i in pool if scored[i][0].name == request.origin), None)
+    if origin_index is not None:
+        chosen, reason, detail = origin_index, RouteReason.REALTIME_ORIGIN, "real-time: served at its origin"
+    elif by_rtt:
+        chosen = by_rtt[0]
+        reason = RouteReason.REALTIME_NEAREST
+        detail = f"real-time: origin {request.origin} cannot serve within budget; nearest healthy region"
+    else:
+        return _fallback(request, scored)
+    ranked = [chosen] + [i for i in by_rtt if i != chosen]
+    return _decision(scored, chosen, reason, detail, True, ranked, {chosen: 1.0})
+
+
+def _route_shift(
+    request: RouteRequest,
+    scored: _Scored,
+    pool: list[int],
+    avoided: list[int],
+    config: RoutingConfig,
+    previous_eligible: frozenset[str],
+    draw: float,
+) -> RouteDecision:
+    stressed_only = not pool
+    if stressed_only:
+        pool = avoided  # every feasible region is in emergency: serving beats failing
+    if not pool:
+        return _fallback(request, scored)
+    by_score = sorted(pool, key=lambda i: (-scored[i][3], scored[i][1] or 0.0, scored[i][0].name))
+    best = scored[by_score[0]][3]
+
+    # The origin keeps traffic while within a margin of the best: a move costs latency and egress.
+    # Hysteresis: once staying, it takes `stickiness` more to leave; once gone, the plain margin to return.
+    origin_index = next((i for i in pool if scored[i][0].name == request.origin), None)
+    if origin_index is not None:
+        margin = config.origin_margin + (config.stickiness if request.origin in previous_eligible else 0.0)
+        if scored[origin_index][3] >= best - margin:
+            ranked = [origin_index] + [i for i in by_score if i != origin_index] + _rest(avoided, pool, scored)
+            detail = (
+                f"origin score {scored[origin_index][3]:.3f} within {margin:.3f} of best {best:.3f}: "
+                "stay (a move costs latency and egress)"
+            )
+            reason = RouteReason.ONLY_STRESSED if stressed_only else RouteReason.ORIGIN_PREFERRED
+            return _decision(scored, origin_index, reason, detail, True, ranked, {origin_index: 1.0})
+
+    # Spread over near-best regions by spare capacity, so the single best region is not flooded.
+    eligible = [
+        i
+        for i in by_score
+        if scored[i][3] >= best - config.spread_band
+        or (scored[i][0].name in previous_eligible and scored[i][3] >= best - config.spread_band - config.stickiness)
+    ]
+    weights = {i: scored[i][0].capacity_replicas * max(1.0 - scored[i][0].utilization, _MIN_SPARE) for i in eligible}
+    total = sum(weights.values())
+    probabilities = {i: weight / total for i, weight in weights.items()}
+    chosen = _pick(eligible, probabilities, draw)
+    ranked = (
+        [chosen]
+        + sorted((i for i in eligible if i != chosen), key=lambda i: -probabilities[i])
+        + [i for i in by_score if i not in probabilities]
+        + _rest(avoided, pool, scored)
+    )
+    if stressed_only:
+        reason = RouteReason.ONLY_STRESSED
+        detail = "every region within budget is in grid emergency; serving from the one with most headroom"
+    elif len(eligible) == 1:
+        reason = RouteReason.MOST_HEADROOM
+        detail = f"highest score {best:.3f} among {len(pool)} feasible region(s)"
+    else:
+        reason = RouteReason.SPREAD
+        detail = (
+            f"{len(eligible)} regions within {config.spread_band:g} of best score {best:.3f}; split by spare capacity"
+        )
+    return _decision(scored, chosen, reason, detail, True, ranked, probabilities)
+
+
+def _rest(avoided: list[int], pool: list[int], scored: _Scored) -> list[int]:
+    # Avoided regions still fit the budget: last-resort fallbacks, best score first.
+    if avoided is pool:
+        return []
+    return sorted(avoided, key=lambda i: -scored[i][3])
+
+
+def _pick(eligible: list[int], probabilities: Mapping[int, float], draw: float) -> int:
+    cumulative = 0.0
+    for index in eligible:
+        cumulative += probabilities[index]
+        if draw < cumulative:
+            return index
+    return eligible[-1]  # draw rounding at the top end
+
+
+def _fallback(request: RouteRequest, scored: _Scored) -> RouteDecision:
+    """Nothing fits: the nearest healthy region, or the nearest at all, and say so."""
+    known = [i for i, entry in enumerate(scored) if entry[1] is not None]
+    healthy = [i for i in known if scored[i][0].healthy]
+    candidates = healthy or known
+    if not candidates:
+        raise UnknownRegionError(f"origin {request.origin!r} has no round-trip time to any region of the fleet")
+    ranked = sorted(candidates, key=lambda i: (scored[i][1] or 0.0, scored[i][0].name))
+    if healthy:
+        reason = RouteReason.NO_FEASIBLE
+        detail = f"no region fits the {request.latency_budget_ms:g} ms budget; nearest healthy region"
+    else:
+        reason = RouteReason.NO_HEALTHY
+        detail = "no healthy region; nearest region, best effort"
+    return _decision(scored, ranked[0], reason, detail, False, ranked, {ranked[0]: 1.0})
+
+
+def _decision(
+    scored: _Scored,
+    chosen: int,
+    reason: RouteReason,
+    detail: str,
+    feasible: bool,
+    ranked: list[int],
+    probabilities: Mapping[int, float],
+) -> RouteDecision:
+    candidates = []
+    for index, (region, rtt, latency, region_score, verdict, why) in enumerate(scored):
+        if index == chosen:
+            verdict = Verdict.CHOSEN
+        elif index in probabilities:
+            verdict, why = Verdict.ELIGIBLE, f"eligible with p={probabilities[index]:.2f}"
+        candidates.append(
+            Candidate(
+                region.name,
+                rtt,
+                latency,
+                region.headroom,
+                region.stress_level,
+                region.healthy,
+                region.utilization,
+                region_score,
+                verdict,
+                why if index != chosen else detail,
+            )
+        )
+    return RouteDecision(
+        region=scored[chosen][0].name,
+        reason=reason,
+        detail=detail,
+        feasible=feasible,
+        ranked=tuple(scored[i][0].name for i in ranked),
+        eligible=tuple((scored[i][0].name, p) for i, p in probabilities.items()),
+        candidates=tuple(candidates),
+    )
+
+
+def request_to_dict(request: RouteRequest) -> dict[str, object]:
+    return {
+        "origin": request.origin,
+        "class": request.workload_class,
+        "mode": request.mode.value,
+        "latency_budget_ms": request.latency_budget_ms,
+    }
+
+
+def decision_to_dict(decision: RouteDecision) -> dict[str, object]:
+    """The stable JSON form of a decision (docs/cli-json.md), shared by the CLI and the HTTP API."""
+    return {
+        "region": decision.region,
+        "reason": decision.reason.value,
+        "detail": decision.detail,
+        "feasible": decision.feasible,
+        "ranked": list(decision.ranked),
+        "eligible": [{"region": name, "probability": round(p, 6)} for name, p in decision.eligible],
+        "candidates": [
+            {
+                "region": c.region,
+                "rtt_ms": None if c.rtt_ms is None else round(c.rtt_ms, 3),
+                "est_latency_ms": None if c.est_latency_ms is None else round(c.est_latency_ms, 3),
+                "headroom": round(c.headroom, 4),
+                "stress_level": c.stress_level,
+                "healthy": c.healthy,
+                "utilization": round(c.utilization, 4),
+                "score": round(c.score, 4),
+                "verdict": c.verdict.value,
+                "why": c.why,
+            }
+            for c in decision.candidates
+        ],
+    }

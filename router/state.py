@@ -1,0 +1,110 @@
+"""Fleet snapshot: each region's signals, headroom, stress, health and load at one moment, ready for routing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from router.config import (
+    DEFAULT_TRACE_RESOURCE,
+    FleetConfig,
+    HeadroomConfig,
+    RegionConfig,
+    check_latency_coverage,
+    load_rtt_matrix,
+    packaged_data,
+)
+from router.events import DREvent, active_event_level
+from router.headroom import Assessment, GridSignals, assess
+from router.routing import RegionState
+from router.trace import Trace, load_trace
+
+_DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class RegionSnapshot:
+    """A region at one moment: what the grid said, what the formula made of it, and the routing view."""
+
+    config: RegionConfig
+    signals: GridSignals
+    assessment: Assessment
+    state: RegionState
+
+
+@dataclass(frozen=True)
+class FleetSnapshot:
+    """The whole fleet at one moment. `version` increases with every new snapshot a controller publishes."""
+
+    at_s: int
+    version: int
+    regions: tuple[RegionSnapshot, ...]
+
+    @property
+    def states(self) -> tuple[RegionState, ...]:
+        return tuple(region.state for region in self.regions)
+
+
+def observe(region: RegionConfig, trace: Trace, at_s: int, config: HeadroomConfig) -> GridSignals:
+    """Read a region's signals from the trace as known at `at_s` (latest value at or before it)."""
+    demand_zone = region.zone_for("demand_mw")
+    peak = trace.trailing_quantile(
+        demand_zone, "demand_mw", at_s, int(config.peak_lookback_days * _DAY_S), config.peak_quantile
+    )
+    return GridSignals(
+        at_s=at_s,
+        demand_mw=trace.latest(demand_zone, "demand_mw", at_s),
+        reference_peak_mw=peak,
+        demand_forecast_mw=trace.latest(region.zone_for("demand_forecast_mw"), "demand_forecast_mw", at_s),
+        carbon_g_per_kwh=trace.latest(region.zone_for("carbon_g_per_kwh"), "carbon_g_per_kwh", at_s),
+        price_usd_per_mwh=trace.latest(region.zone_for("price_usd_per_mwh"), "price_usd_per_mwh", at_s),
+        dr_level=trace.latest(region.zone_for("dr_level"), "dr_level", at_s),
+    )
+
+
+def snapshot(
+    fleet: FleetConfig,
+    trace: Trace,
+    at_s: int,
+    *,
+    events: Iterable[DREvent] = (),
+    healthy: Mapping[str, bool] | None = None,
+    utilization: Mapping[str, float] | None = None,
+    version: int = 0,
+) -> FleetSnapshot:
+    """Assess every region of the fleet at `at_s`. Regions absent from `healthy`/`utilization` are
+    taken as healthy and idle (the CLI's view; the gateway passes measured figures)."""
+    event_list = list(events)
+    regions = []
+    for region in fleet.regions:
+        signals = observe(region, trace, at_s, fleet.headroom)
+        assessment = assess(signals, fleet.headroom, active_event_level(event_list, region.name, at_s))
+        state = RegionState(
+            name=region.name,
+            headroom=assessment.headroom,
+            stress_level=assessment.stress_level,
+            healthy=True if healthy is None else healthy.get(region.name, True),
+            utilization=0.0 if utilization is None else utilization.get(region.name, 0.0),
+            capacity_replicas=region.capacity_replicas,
+            service_time_ms=region.service_time_ms,
+        )
+        regions.append(RegionSnapshot(region, signals, assessment, state))
+    return FleetSnapshot(at_s, version, tuple(regions))
+
+
+@dataclass(frozen=True)
+class FleetContext:
+    """A loaded fleet with its trace and latency matrix: everything a decision needs besides the moment."""
+
+    fleet: FleetConfig
+    trace: Trace
+    rtt_ms: dict[str, dict[str, float]]
+
+
+def load_context(fleet: FleetConfig, trace_path: str | Path | None = None) -> FleetContext:
+    """Load the trace (the fleet's, unless overridden) and latency matrix, and check they cover the fleet."""
+    path = trace_path or fleet.signal_source.path or packaged_data(DEFAULT_TRACE_RESOURCE)
+    rtt = load_rtt_matrix(fleet.latency)
+    check_latency_coverage(fleet, rtt)
+    return FleetContext(fleet, load_trace(path), rtt)

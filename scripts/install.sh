@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs gridshift and its dev tools into ./.venv from nothing; a no-op when pyproject.toml is unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python_bin="${PYTHON:-}"
+if [[ -z "$python_bin" ]]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      python_bin="$candidate"; break
+    fi
+  done
+fi
+[[ -n "$python_bin" ]] || { echo "install: Python 3.11 is required (set PYTHON=...)" >&2; exit 1; }
+
+[[ -x .venv/bin/python ]] || "$python_bin" -m venv .venv
+stamp=.venv/.gridshift-install-stamp
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  exit 0
+fi
+echo "install: installing gridshift into .venv (first run takes a few minutes)" >&2
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+pip_install() {
+  # Keep the log quiet on success; on failure show it without the local index's location noise.
+  if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" >"$log" 2>&1; then
+    grep -v "^WARNING: Location" "$log" >&2
+    echo "install: pip install $* failed" >&2
+    exit 1
+  fi
+}
+pip_install --upgrade pip
+pip_install -e ".[dev]"
+echo "$want" > "$stamp"

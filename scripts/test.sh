@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install, then lint, type-check and run the tests. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+# pytest exits 5 when it collected no tests: say so rather than pass silently or fail the run.
+if [[ $status == 5 ]]; then
+  echo "test: pytest collected no tests" >&2
+  status=0
+fi
+exit $status

@@ -1,0 +1,1 @@
+"""Serve layer: Ray Serve deployments (gateway, regional model apps) and the `gridshift` CLI."""
