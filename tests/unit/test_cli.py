@@ -46,7 +46,8 @@ def test_route_explain_moves_tolerant_work_out_of_california_at_the_heat_wave_pe
     assert "stress 3" in california["why"]
     for candidate in candidates.values():
         # Every candidate carries its figures.
-        assert candidate["est_latency_ms"] is not None and candidate["est_latency_ms"] <= 150
+        assert candidate["est_latency_ms"] is not None
+        assert candidate["est_latency_ms"] <= 150
         assert 0 <= candidate["headroom"] <= 1
         assert candidate["rtt_ms"] is not None
     assert candidates["us-west-2"]["headroom"] > candidates["us-east-1"]["headroom"]
@@ -126,4 +127,5 @@ def test_console_script_is_installed() -> None:
         [str(Path(sys.executable).parent / "gridshift"), "--help"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0
-    assert "route" in result.stdout and "regions" in result.stdout
+    assert "route" in result.stdout
+    assert "regions" in result.stdout

@@ -39,7 +39,8 @@ def test_default_fleet_is_the_four_aws_regions_on_their_balancing_authorities() 
     }
     source = fleet.signal_source
     assert source.start.isoformat() == "2022-09-05T00:00:00+00:00"
-    assert source.end is not None and source.end.isoformat() == "2022-09-09T00:00:00+00:00"
+    assert source.end is not None
+    assert source.end.isoformat() == "2022-09-09T00:00:00+00:00"
     assert fleet.workload_classes["realtime"].mode is RoutingMode.STAY
     assert fleet.workload_classes["tolerant"].mode is RoutingMode.SHIFT
     assert fleet.region("us-west-1").battery is not None
@@ -142,7 +143,7 @@ def test_non_mapping_and_bad_yaml_and_missing_file(tmp_path: Path) -> None:
         load_fleet(tmp_path / "absent.yaml")
 
 
-def test_latency_coverage_names_the_missing_pair(tmp_path: Path, default_data: dict[str, Any]) -> None:
+def test_latency_coverage_names_the_missing_pair(default_data: dict[str, Any]) -> None:
     data = copy.deepcopy(default_data)
     data["regions"][3]["name"] = "mars-north-1"
     data["default_origin"] = "us-east-1"

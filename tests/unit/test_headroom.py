@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -70,7 +72,7 @@ def test_stale_signals_decay_toward_the_conservative_value() -> None:
     assert not fresh.stale
     ages = [int(CONFIG.fresh_for_s) + hours * 3600 for hours in (1, 3, 12, 48)]
     values = [assess(GridSignals(AT, carbon_g_per_kwh=_obs(50, age_s=age)), CONFIG).headroom for age in ages]
-    assert all(a > b for a, b in zip(values, values[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(values))
     assert values[0] == pytest.approx(CONFIG.stale_headroom + 0.5 * (1 - CONFIG.stale_headroom))
     assert values[-1] == pytest.approx(CONFIG.stale_headroom, abs=1e-6)
     # A dirty grid's stale headroom rises toward the conservative value too: stale means "don't know".
@@ -93,7 +95,8 @@ def test_stress_thresholds(headroom: float, level: int) -> None:
 def test_dr_event_overrides_stress_and_caps_headroom() -> None:
     signals = GridSignals(AT, demand_mw=_obs(50), reference_peak_mw=100, carbon_g_per_kwh=_obs(50))
     calm = assess(signals, CONFIG)
-    assert calm.stress_level == 0 and calm.headroom > 0.9
+    assert calm.stress_level == 0
+    assert calm.headroom > 0.9
     emergency = assess(signals, CONFIG, event_level=3)
     assert emergency.stress_level == 3
     assert emergency.grid_stress == 0
