@@ -91,6 +91,12 @@ class RegionConfig(_Strict):
         20.0, description="Expected model service time of one request when idle, ms."
     )
     battery: BatteryConfig | None = Field(None, description="On-site battery, if any.")
+    endpoint_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="Base URL of a remote gridshift or Ray Serve cluster serving this region "
+        "(POST {url}/v1/embeddings); null: served by a deployment in this cluster.",
+    )
 
     @field_validator("signal_zones")
     @classmethod
@@ -249,6 +255,79 @@ class TraceSourceConfig(_Strict):
         return self
 
 
+class Precision(StrEnum):
+    """Numeric precision a regional model runs at (lower is cheaper, with a measured quality cost)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    INT8 = "int8"
+
+
+class Knobs(_Strict):
+    """A regional app's live magnitude knobs: changed without restarting replicas."""
+
+    max_batch_size: PositiveInt = Field(16, le=256, description="Largest dynamic batch the model runs.")
+    precision: Precision = Field(Precision.FP32, description="Model precision.")
+    max_concurrency: PositiveInt = Field(
+        32, le=4096, description="Requests a replica admits at once; beyond it callers wait in the queue."
+    )
+
+
+class ServingConfig(_Strict):
+    """The model the regional apps serve, and how they are placed."""
+
+    model_import_path: str = Field(
+        "serve_apps.embedding:MiniLMEmbedder",
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="'module:attribute' of the embedder class or factory (plug in your own model here).",
+    )
+    model_kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the model.")
+    model_name: str = Field("all-MiniLM-L6-v2", min_length=1, description="Name reported in responses.")
+    knobs: Knobs = Field(default_factory=Knobs, description="Default knobs of every regional app.")
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0.0, le=1.0, description="How long a partial batch waits for more requests, s."
+    )
+    replicas_per_region: PositiveInt = Field(
+        1, le=64, description="Serve replicas deployed per in-cluster region (capacity_replicas weighs routing)."
+    )
+    replica_num_cpus: float = Field(
+        0.25, gt=0.0, le=64.0, description="CPUs Ray reserves per regional replica (fractional on small hosts)."
+    )
+    torch_threads: PositiveInt = Field(1, le=64, description="Torch intra-op threads per replica.")
+
+
+class GatewayConfig(_Strict):
+    """The HTTP gateway: where it listens, limits, and how it refreshes and forwards."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="Listen address.")
+    port: int = Field(8000, ge=1, le=65535, description="Listen port.")
+    replicas: PositiveInt = Field(1, le=64, description="Gateway replicas.")
+    num_cpus: float = Field(0.25, gt=0.0, le=64.0, description="CPUs Ray reserves per gateway replica.")
+    max_input_items: PositiveInt = Field(256, description="Most strings in one embeddings request (else 413).")
+    max_input_chars: PositiveInt = Field(20_000, description="Longest string in characters (else 413).")
+    max_latency_budget_ms: PositiveFloat = Field(60_000.0, description="Largest budget a request may ask for.")
+    state_refresh_s: float = Field(
+        0.2, gt=0.0, le=10.0, description="How often the gateway refreshes its cached control state, s."
+    )
+    min_forward_timeout_s: PositiveFloat = Field(
+        2.0, description="A forward waits at least this long (or the remaining budget, if longer) before failover."
+    )
+    unhealthy_after_failures: PositiveInt = Field(
+        2, description="Consecutive forward failures that mark a region unhealthy until a probe succeeds."
+    )
+    probe_interval_s: PositiveFloat = Field(1.0, description="How often an unhealthy region is probed, s.")
+    wan_emulation: bool = Field(
+        False,
+        description="Add the real origin->region round-trip time to each forward, so budgets are real end to "
+        "end when every region runs on one machine. Off in production.",
+    )
+    admin_token: str | None = Field(
+        None,
+        min_length=16,
+        description="Bearer token for /v1/admin; null: read GRIDSHIFT_ADMIN_TOKEN (or `gridshift up` makes one).",
+    )
+
+
 def _valid_rtt(value: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"round-trip time must be a finite number of ms >= 0, got {value}")
@@ -282,6 +361,8 @@ class FleetConfig(_Strict):
     headroom: HeadroomConfig = Field(default_factory=HeadroomConfig, description="Headroom formula.")
     routing: RoutingConfig = Field(default_factory=RoutingConfig, description="Region choice.")
     signal_source: TraceSourceConfig = Field(description="Where grid signals come from.")
+    serving: ServingConfig = Field(default_factory=ServingConfig, description="Regional model apps.")
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="HTTP gateway.")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> FleetConfig:

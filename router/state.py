@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from router.config import (
     DEFAULT_TRACE_RESOURCE,
@@ -16,9 +17,9 @@ from router.config import (
     packaged_data,
 )
 from router.events import DREvent, active_event_level
-from router.headroom import Assessment, GridSignals, assess
+from router.headroom import STRESS_NAMES, Assessment, GridSignals, assess
 from router.routing import RegionState
-from router.trace import Trace, load_trace
+from router.trace import Trace, iso, load_trace
 
 _DAY_S = 86_400
 
@@ -108,3 +109,62 @@ def load_context(fleet: FleetConfig, trace_path: str | Path | None = None) -> Fl
     rtt = load_rtt_matrix(fleet.latency)
     check_latency_coverage(fleet, rtt)
     return FleetContext(fleet, load_trace(path), rtt)
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def snapshot_to_dict(snap: FleetSnapshot) -> dict[str, Any]:
+    """Stable JSON form of a fleet snapshot (units in the key names)."""
+    regions = []
+    for region in snap.regions:
+        signals, assessment = region.signals, region.assessment
+        observed = {
+            name: None
+            if obs is None
+            else {
+                "value": obs.value,
+                "observed_at": iso(obs.observed_at_s),
+                "age_s": snap.at_s - obs.observed_at_s,
+            }
+            for name, obs in (
+                ("demand_mw", signals.demand_mw),
+                ("demand_forecast_mw", signals.demand_forecast_mw),
+                ("carbon_g_per_kwh", signals.carbon_g_per_kwh),
+                ("price_usd_per_mwh", signals.price_usd_per_mwh),
+                ("dr_level", signals.dr_level),
+            )
+        }
+        regions.append(
+            {
+                "region": region.config.name,
+                "zone": region.config.zone,
+                "signals": observed,
+                "reference_peak_mw": _round(signals.reference_peak_mw, 1),
+                "headroom": round(assessment.headroom, 4),
+                "grid_headroom": round(assessment.grid_headroom, 4),
+                "reliability_headroom": _round(assessment.reliability_headroom, 4),
+                "stress_level": assessment.stress_level,
+                "stress": STRESS_NAMES[assessment.stress_level],
+                "grid_stress_level": assessment.grid_stress,
+                "event_level": assessment.event_level,
+                "stale": assessment.stale,
+                "components": [
+                    {
+                        "name": c.name,
+                        "raw": round(c.raw, 4),
+                        "trust": round(c.trust, 4),
+                        "value": round(c.value, 4),
+                        "weight": c.weight,
+                        "age_s": c.age_s,
+                    }
+                    for c in assessment.components
+                ],
+                "healthy": region.state.healthy,
+                "utilization": region.state.utilization,
+                "capacity_replicas": region.config.capacity_replicas,
+                "capacity_kw": region.config.capacity_kw,
+            }
+        )
+    return {"schema": "gridshift.regions/v1", "at": iso(snap.at_s), "state_version": snap.version, "regions": regions}

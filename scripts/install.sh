@@ -31,5 +31,7 @@ pip_install() {
   fi
 }
 pip_install --upgrade pip
+# torch first, pinned: anything that depends on torch then finds it satisfied instead of pulling CUDA builds.
+pip_install "torch==2.13.0"
 pip_install -e ".[dev]"
 echo "$want" > "$stamp"

@@ -6,18 +6,16 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from router.clock import FixedClock, clock_for_source
-from router.config import load_fleet, utc_now_from
+from router.config import load_fleet, parse_fleet, utc_now_from
 from router.errors import GridshiftError, UnknownRegionError
 from router.headroom import STRESS_NAMES
 from router.routing import RouteRequest, choose_region, decision_to_dict, request_to_dict
-from router.state import FleetContext, FleetSnapshot, load_context, snapshot
+from router.state import FleetContext, load_context, snapshot, snapshot_to_dict
 from router.trace import iso
 
 ROUTE_SCHEMA = "gridshift.route_explain/v1"
-REGIONS_SCHEMA = "gridshift.regions/v1"
 
 
 def _context(args: argparse.Namespace) -> FleetContext:
@@ -28,65 +26,6 @@ def _at_s(args: argparse.Namespace, context: FleetContext) -> int:
     """--at if given, else the fleet's own clock (trace replay: the start of its window at launch)."""
     clock = FixedClock(utc_now_from(args.at).timestamp()) if args.at else clock_for_source(context.fleet.signal_source)
     return int(clock.now_s())
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def snapshot_to_dict(snap: FleetSnapshot) -> dict[str, Any]:
-    """Stable JSON form of a fleet snapshot (units in the key names)."""
-    regions = []
-    for region in snap.regions:
-        signals, assessment = region.signals, region.assessment
-        observed = {
-            name: None
-            if obs is None
-            else {
-                "value": obs.value,
-                "observed_at": iso(obs.observed_at_s),
-                "age_s": snap.at_s - obs.observed_at_s,
-            }
-            for name, obs in (
-                ("demand_mw", signals.demand_mw),
-                ("demand_forecast_mw", signals.demand_forecast_mw),
-                ("carbon_g_per_kwh", signals.carbon_g_per_kwh),
-                ("price_usd_per_mwh", signals.price_usd_per_mwh),
-                ("dr_level", signals.dr_level),
-            )
-        }
-        regions.append(
-            {
-                "region": region.config.name,
-                "zone": region.config.zone,
-                "signals": observed,
-                "reference_peak_mw": _round(signals.reference_peak_mw, 1),
-                "headroom": round(assessment.headroom, 4),
-                "grid_headroom": round(assessment.grid_headroom, 4),
-                "reliability_headroom": _round(assessment.reliability_headroom, 4),
-                "stress_level": assessment.stress_level,
-                "stress": STRESS_NAMES[assessment.stress_level],
-                "grid_stress_level": assessment.grid_stress,
-                "event_level": assessment.event_level,
-                "stale": assessment.stale,
-                "components": [
-                    {
-                        "name": c.name,
-                        "raw": round(c.raw, 4),
-                        "trust": round(c.trust, 4),
-                        "value": round(c.value, 4),
-                        "weight": c.weight,
-                        "age_s": c.age_s,
-                    }
-                    for c in assessment.components
-                ],
-                "healthy": region.state.healthy,
-                "utilization": region.state.utilization,
-                "capacity_replicas": region.config.capacity_replicas,
-                "capacity_kw": region.config.capacity_kw,
-            }
-        )
-    return {"schema": REGIONS_SCHEMA, "at": iso(snap.at_s), "state_version": snap.version, "regions": regions}
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -231,6 +170,22 @@ def cmd_route_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from serve_apps.up import run_up
+
+    # Flags override the fleet file, then everything is re-validated through the one schema.
+    data = load_fleet(args.fleet).model_dump(mode="json")
+    for section, key, value in (
+        ("signal_source", "speedup", args.speedup),
+        ("signal_source", "start", args.start),
+        ("gateway", "port", args.port),
+        ("gateway", "wan_emulation", args.wan_emulation),
+    ):
+        if value is not None:
+            data[section][key] = value
+    return run_up(parse_fleet(data, source="gridshift up flags"), duration_s=args.duration_s)
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fleet", help="fleet YAML (default: the packaged four-region AWS fleet)")
     parser.add_argument("--trace", help="trace file overriding the fleet's signal source")
@@ -268,6 +223,20 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--step-hours", type=float, default=1.0, help="step between decisions, hours")
     _common(replay)
     replay.set_defaults(func=cmd_route_replay)
+
+    up = verbs.add_parser("up", help="start a local Ray cluster and serve the fleet behind the gateway")
+    up.add_argument("--fleet", help="fleet YAML (default: the packaged four-region AWS fleet)")
+    up.add_argument("--port", type=int, help="gateway port (default: the fleet's, 8000)")
+    up.add_argument("--speedup", type=float, help="trace seconds per wall second (default: the fleet's)")
+    up.add_argument("--start", help="replay start time on the trace (default: the fleet's)")
+    up.add_argument(
+        "--wan-emulation",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add real inter-region round trips to forwards (default: the fleet's setting)",
+    )
+    up.add_argument("--duration-s", type=float, help="serve this long, then stop (default: until Ctrl-C)")
+    up.set_defaults(func=cmd_up)
     return parser
 
 

@@ -172,3 +172,9 @@ def test_headroom_is_always_in_unit_interval_and_stress_in_scale(
     assert result.headroom <= result.grid_headroom
     if event is not None:
         assert result.stress_level == event
+
+
+def test_open_ended_event_lasts_until_cleared() -> None:
+    event = DREvent(region="r", level=2, start="2022-09-07T00:00:00Z")
+    assert active_event_level([event], "r", AT + 10 * 365 * 86400) == 2
+    assert active_event_level([event], "r", AT - 3601) is None

@@ -1,0 +1,112 @@
+"""Serve application: the gateway ingress deployment and one regional deployment per in-cluster region."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.actor import ActorHandle
+from ray.serve import Application
+
+from policies.actor import ControlActor, get_or_create_control_actor
+from policies.control import ControlState
+from router.config import FleetConfig, load_fleet, load_rtt_matrix, parse_fleet
+from router.events import DREvent
+from serve_apps.backends import HandleBackend, HttpBackend, RegionBackend
+from serve_apps.gateway import GatewayCore
+from serve_apps.http_api import create_app
+from serve_apps.regional import RegionalApp
+
+APP_NAME = "gridshift"
+
+
+class RayControlSource:
+    """ControlSource over the control actor's handle."""
+
+    def __init__(self, actor: ActorHandle[ControlActor]) -> None:
+        # Ray's stubs type `.remote()` results as awaitables that never return; use the handle untyped.
+        self._actor: Any = actor
+
+    async def sync(
+        self, gateway_id: str, in_flight: dict[str, int], unhealthy: list[str], known_version: int
+    ) -> ControlState | None:
+        result: ControlState | None = await self._actor.sync.remote(gateway_id, in_flight, unhealthy, known_version)
+        return result
+
+    async def post_event(self, event: DREvent) -> DREvent:
+        posted: DREvent = await self._actor.post_event.remote(event)
+        return posted
+
+    async def clear_event(self, event_id: str) -> DREvent | None:
+        cleared: DREvent | None = await self._actor.clear_event.remote(event_id)
+        return cleared
+
+    async def list_events(self) -> list[DREvent]:
+        events: list[DREvent] = await self._actor.list_events.remote()
+        return events
+
+    async def clock_now_s(self) -> float:
+        now: float = await self._actor.clock_now_s.remote()
+        return now
+
+
+@serve.deployment(max_ongoing_requests=1024)
+@serve.ingress()
+class Gateway:
+    """The HTTP entry point. Its routes live in serve_apps.http_api; this class wires Ray into them."""
+
+    def __init__(
+        self, fleet_data: dict[str, Any], region_handles: dict[str, Any], admin_token_sha256: str | None
+    ) -> None:
+        fleet = parse_fleet(fleet_data, source="gateway fleet")
+        backends: dict[str, RegionBackend] = {
+            region.name: HttpBackend(region.name, region.endpoint_url)
+            if region.endpoint_url
+            else HandleBackend(region.name, region_handles[region.name])
+            for region in fleet.regions
+        }
+        control = RayControlSource(get_or_create_control_actor(fleet))
+        self.core = GatewayCore(fleet, load_rtt_matrix(fleet.latency), control, backends)
+        self._admin_token_sha256 = admin_token_sha256
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return create_app(self.core, self._admin_token_sha256)
+
+
+def regional_deployment_name(region: str) -> str:
+    return f"region-{region}"
+
+
+def build_app(fleet: FleetConfig, admin_token_sha256: str | None) -> Application:
+    """The whole fleet as one Serve application: regional deployments bound into the gateway."""
+    serving = fleet.serving
+    handles = {}
+    for region in fleet.regions:
+        if region.endpoint_url:
+            continue  # served by another cluster over HTTP
+        deployment = RegionalApp.options(
+            name=regional_deployment_name(region.name),
+            num_replicas=serving.replicas_per_region,
+            user_config=serving.knobs.model_dump(mode="json"),
+            ray_actor_options={"num_cpus": serving.replica_num_cpus},
+        )
+        handles[region.name] = deployment.bind(
+            region.name,
+            serving.model_import_path,
+            serving.model_kwargs,
+            serving.model_name,
+            serving.batch_wait_timeout_s,
+            serving.torch_threads,
+        )
+    gateway = Gateway.options(  # type: ignore[attr-defined]
+        num_replicas=fleet.gateway.replicas, ray_actor_options={"num_cpus": fleet.gateway.num_cpus}
+    )
+    application: Application = gateway.bind(fleet.model_dump(mode="json"), handles, admin_token_sha256)
+    return application
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """Entry point for `serve run` / `serve deploy` (see serve_config.yaml): args `fleet` (a path, optional)
+    and `admin_token_sha256` (optional; without it the admin API refuses every call)."""
+    fleet = load_fleet(args.get("fleet"))
+    return build_app(fleet, args.get("admin_token_sha256"))

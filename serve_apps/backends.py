@@ -1,0 +1,107 @@
+"""Region backends: how the gateway reaches a region, in this cluster (deployment handle) or another (HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class RegionalResult:
+    """What a region answers for one request."""
+
+    region: str
+    embeddings: npt.NDArray[np.float32]
+    precision: str
+    prompt_tokens: int
+    model: str
+
+
+class BackendError(Exception):
+    """A region failed to answer (error, timeout, bad response). The gateway fails over to the next region."""
+
+
+class RegionBackend(Protocol):
+    region: str
+
+    async def embed(self, texts: list[str], timeout_s: float) -> RegionalResult: ...
+
+    async def close(self) -> None: ...
+
+
+class HandleBackend:
+    """A region served by a deployment in this Ray cluster."""
+
+    def __init__(self, region: str, handle: Any) -> None:
+        self.region = region
+        self._handle = handle
+
+    async def embed(self, texts: list[str], timeout_s: float) -> RegionalResult:
+        response = self._handle.embed.remote(texts)
+        try:
+            result: RegionalResult = await asyncio.wait_for(response, timeout_s)
+        except TimeoutError:
+            response.cancel()
+            raise BackendError(f"{self.region}: no answer within {timeout_s:.2f} s") from None
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a dead replica or actor surfaces as many Ray exception types
+            raise BackendError(f"{self.region}: {type(error).__name__}: {error}") from error
+        return result
+
+    async def close(self) -> None:
+        return None
+
+
+class HttpBackend:
+    """A region served by another cluster's OpenAI-compatible endpoint (a gridshift gateway or Serve app).
+
+    It asks the remote side to serve in place (class realtime, origin = this region), so a remote gridshift
+    does not route the request onward a second time.
+    """
+
+    def __init__(self, region: str, base_url: str) -> None:
+        self.region = region
+        self._url = base_url.rstrip("/") + "/v1/embeddings"
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created lazily inside the running loop; one pooled session per backend, reused for every request.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+        return self._session
+
+    async def embed(self, texts: list[str], timeout_s: float) -> RegionalResult:
+        headers = {"X-Gridshift-Class": "realtime", "X-Gridshift-Origin": self.region}
+        try:
+            async with self._client().post(
+                self._url,
+                json={"input": texts, "model": "default"},
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as response:
+                if response.status != 200:
+                    raise BackendError(f"{self.region}: HTTP {response.status} from {self._url}")
+                body = await response.json()
+                precision = response.headers.get("X-Gridshift-Precision", "unknown")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            raise BackendError(f"{self.region}: {type(error).__name__}: {error}") from error
+        try:
+            rows = sorted(body["data"], key=lambda item: item["index"])
+            vectors = np.asarray([row["embedding"] for row in rows], dtype=np.float32)
+            tokens = int(body.get("usage", {}).get("prompt_tokens", 0))
+            model = str(body.get("model", ""))
+        except (KeyError, TypeError, ValueError) as error:
+            raise BackendError(f"{self.region}: malformed response from {self._url}: {error}") from error
+        if len(vectors) != len(texts):
+            raise BackendError(f"{self.region}: {len(vectors)} embeddings for {len(texts)} inputs")
+        return RegionalResult(self.region, vectors, precision, tokens, model)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

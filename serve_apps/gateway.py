@@ -1,0 +1,223 @@
+"""Gateway core: routes each request with the cached control state and forwards it, failing over within budget.
+
+`GatewayCore` holds no Ray types: the control source and the region backends come in through narrow
+interfaces, so the whole HTTP surface is tested in-process against a real ControlPlane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from policies.control import ControlState
+from router.config import FleetConfig, RoutingMode
+from router.events import DREvent
+from router.routing import RouteDecision, RouteRequest, choose_region
+from serve_apps.backends import BackendError, RegionalResult, RegionBackend
+
+logger = logging.getLogger("gridshift.gateway")
+
+
+class ControlSource(Protocol):
+    """What the gateway needs of the control actor."""
+
+    async def sync(
+        self, gateway_id: str, in_flight: dict[str, int], unhealthy: list[str], known_version: int
+    ) -> ControlState | None: ...
+
+    async def post_event(self, event: DREvent) -> DREvent: ...
+
+    async def clear_event(self, event_id: str) -> DREvent | None: ...
+
+    async def list_events(self) -> list[DREvent]: ...
+
+    async def clock_now_s(self) -> float: ...
+
+
+class NoRegionAvailable(Exception):
+    """Every candidate failed or the budget ran out: a server-side failure (503), never the client's."""
+
+
+@dataclass(frozen=True)
+class Served:
+    """A forwarded request's answer and the routing that produced it."""
+
+    result: RegionalResult
+    decision: RouteDecision
+    headroom: float
+    state_version: int
+    attempts: tuple[str, ...]
+
+
+@dataclass
+class RegionHealth:
+    """Failure counting per region: consecutive failures mark it down until a probe succeeds."""
+
+    threshold: int
+    failures: dict[str, int] = field(default_factory=dict)
+    down: set[str] = field(default_factory=set)
+
+    def failed(self, region: str) -> None:
+        self.failures[region] = self.failures.get(region, 0) + 1
+        if self.failures[region] >= self.threshold:
+            self.down.add(region)
+
+    def succeeded(self, region: str) -> None:
+        self.failures[region] = 0
+        self.down.discard(region)
+
+
+class GatewayCore:
+    """Routing and forwarding for one gateway replica."""
+
+    def __init__(
+        self,
+        fleet: FleetConfig,
+        rtt_ms: Mapping[str, Mapping[str, float]],
+        control: ControlSource,
+        backends: Mapping[str, RegionBackend],
+        *,
+        monotonic_s: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.fleet = fleet
+        self.rtt_ms = rtt_ms
+        self.control = control
+        self.backends = dict(backends)
+        self.gateway_id = uuid.uuid4().hex[:12]
+        self.health = RegionHealth(fleet.gateway.unhealthy_after_failures)
+        self.in_flight: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
+        self.served_by_region: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
+        self.state: ControlState | None = None
+        self.last_sync_s: float | None = None
+        self._previous_eligible: dict[tuple[str, str], frozenset[str]] = {}
+        self._monotonic_s = monotonic_s
+        self._rng = rng or random.Random()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # Control state ------------------------------------------------------------------------------------
+
+    async def refresh(self) -> bool:
+        """Report load and health, take any newer state. True when the state changed."""
+        newer = await self.control.sync(
+            self.gateway_id, dict(self.in_flight), sorted(self.health.down), self.state.version if self.state else -1
+        )
+        self.last_sync_s = self._monotonic_s()
+        if newer is None:
+            return False
+        self.state = newer
+        return True
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the actor may be restarting: keep the last state and try again
+                logger.warning("control state refresh failed; routing on the last state", exc_info=True)
+            await asyncio.sleep(self.fleet.gateway.state_refresh_s)
+
+    async def _probe_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.fleet.gateway.probe_interval_s)
+            for region in sorted(self.health.down):
+                backend = self.backends.get(region)
+                if backend is None:
+                    continue
+                try:
+                    await backend.embed(["probe"], self.fleet.gateway.min_forward_timeout_s)
+                except BackendError:
+                    continue
+                self.health.succeeded(region)
+                logger.info("region %s answered a probe: healthy again", region)
+
+    def start(self) -> None:
+        """Start the background refresh and probe loops (call from inside the serving event loop)."""
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._refresh_forever()), asyncio.create_task(self._probe_forever())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for backend in self.backends.values():
+            await backend.close()
+
+    async def ready_state(self) -> ControlState:
+        if self.state is None:
+            await self.refresh()
+        if self.state is None:  # pragma: no cover - the control plane always answers the first sync
+            raise NoRegionAvailable("no control state yet")
+        return self.state
+
+    # Routing and forwarding ---------------------------------------------------------------------------
+
+    def decide(self, request: RouteRequest, state: ControlState, draw: float | None = None) -> RouteDecision:
+        # This replica's own view of health counts at once; the control state catches up on the next sync.
+        states = [s if s.name not in self.health.down else replace(s, healthy=False) for s in state.snapshot.states]
+        key = (request.origin, request.workload_class)
+        decision = choose_region(
+            request,
+            states,
+            self.rtt_ms,
+            self.fleet.routing,
+            previous_eligible=self._previous_eligible.get(key, frozenset()),
+            draw=self._rng.random() if draw is None else draw,
+        )
+        self._previous_eligible[key] = frozenset(name for name, _ in decision.eligible)
+        return decision
+
+    async def serve(self, request: RouteRequest, texts: list[str]) -> Served:
+        state = await self.ready_state()
+        decision = self.decide(request, state)
+        started = self._monotonic_s()
+        budget_s = request.latency_budget_ms / 1000.0
+        attempts: list[str] = []
+        wan = self.fleet.gateway.wan_emulation
+        row = self.rtt_ms.get(request.origin, {})
+        # `ranked` holds only regions whose estimate fits the budget (when any does), so every retry goes to a
+        # region within budget. A retry is made even when the failed attempt used up the time: for this work
+        # a late answer beats an error, and the list is bounded by the fleet's size.
+        for region in decision.ranked:
+            backend = self.backends.get(region)
+            if backend is None:
+                continue
+            remaining_s = budget_s - (self._monotonic_s() - started)
+            rtt_s = row.get(region, 0.0) / 1000.0
+            attempts.append(region)
+            self.in_flight[region] += 1
+            try:
+                if wan:
+                    await asyncio.sleep(rtt_s)  # the real round trip to that region, emulated on one machine
+                timeout_s = max(remaining_s, self.fleet.gateway.min_forward_timeout_s)
+                result = await backend.embed(texts, timeout_s)
+            except BackendError as error:
+                self.health.failed(region)
+                logger.warning("forward to %s failed (%s); trying the next candidate", region, error)
+                continue
+            finally:
+                self.in_flight[region] -= 1
+            self.health.succeeded(region)
+            self.served_by_region[region] += 1
+            headroom = next(s.headroom for s in state.snapshot.states if s.name == region)
+            return Served(result, decision, headroom, state.version, tuple(attempts))
+        raise NoRegionAvailable(f"no region could serve the request (tried {attempts or 'none'})")
+
+    def route_request(self, origin: str, workload_class: str, budget_ms: float | None) -> RouteRequest:
+        """Build a request from validated hints, applying the class's default budget."""
+        workload = self.fleet.workload_classes[workload_class]
+        budget = budget_ms if budget_ms is not None else workload.latency_budget_ms
+        if budget is None or workload.mode is RoutingMode.DEFER:
+            raise ValueError(f"class {workload_class!r} is deferred (batch): submit it as a batch pipeline")
+        return RouteRequest(origin, workload_class, workload.mode, float(budget))

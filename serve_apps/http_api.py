@@ -1,0 +1,322 @@
+"""HTTP API: OpenAI-compatible embeddings, routing explain, regions, health and admin, over a GatewayCore."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from policies.control import ControlState
+from router.config import UtcDatetime
+from router.errors import UnknownRegionError
+from router.events import DREvent
+from router.routing import decision_to_dict, request_to_dict
+from router.state import snapshot_to_dict
+from router.trace import iso
+from serve_apps.gateway import GatewayCore, NoRegionAvailable, Served
+
+logger = logging.getLogger("gridshift.http")
+
+API_VERSION = "v1"
+
+
+class ApiError(Exception):
+    """A client-facing error with its status, OpenAI-style type and optional offending parameter."""
+
+    def __init__(self, status: int, message: str, *, kind: str = "invalid_request_error", param: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+        self.param = param
+
+
+def _error_body(message: str, kind: str, param: str | None = None, **extra: Any) -> dict[str, Any]:
+    # OpenAI's error shape, so the openai client surfaces the message as it would for OpenAI itself.
+    return {"error": {"message": message, "type": kind, "param": param, "code": None, **extra}}
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI `POST /v1/embeddings` body (strings only: token-id arrays are not supported)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    input: str | list[str] = Field(description="Text or list of texts to embed.")
+    model: str = Field(min_length=1, description="Model name (any value is accepted; the fleet serves one model).")
+    encoding_format: Literal["float", "base64"] = Field("float", description="float list or base64 of float32.")
+    user: str | None = Field(None, description="End-user id (ignored).")
+
+
+class EventRequest(BaseModel):
+    """`POST /v1/admin/events` body. Times default to the control clock's now, and open-ended."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    region: str = Field(min_length=1)
+    level: int = Field(ge=0, le=3, description="0 normal, 1 elevated, 2 high, 3 emergency.")
+    start: UtcDatetime | None = Field(None, description="Start (UTC); default: now on the control clock.")
+    end: UtcDatetime | None = Field(None, description="End (UTC, exclusive); default: until cleared.")
+    source: Literal["operator", "utility"] = "operator"
+
+
+def _hint_error(param: str, message: str) -> ApiError:
+    return ApiError(422, f"header {param}: {message}", param=param)
+
+
+def admin_token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
+    """The gateway's ASGI app. `admin_token_sha256` is the digest of the admin bearer token; the plain
+    token never reaches the gateway, and None disables the admin API (every admin call is 401)."""
+    fleet = core.fleet
+    limits = fleet.gateway
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        core.start()
+        try:
+            yield
+        finally:
+            await core.stop()
+
+    app = FastAPI(
+        title="gridshift",
+        version="0.1.0",
+        description="Routes latency-tolerant inference to the region with the most grid headroom.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return JSONResponse(_error_body(error.message, error.kind, error.param), error.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+        fields = [
+            {"loc": [str(part) for part in item.get("loc", ())], "msg": str(item.get("msg", ""))}
+            for item in error.errors()
+        ]
+        message = "; ".join(f"{'.'.join(f['loc'])}: {f['msg']}" for f in fields) or "invalid request"
+        return JSONResponse(_error_body(message, "invalid_request_error", fields=fields), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(_error_body(str(error.detail), "invalid_request_error"), error.status_code)
+
+    def check_admin(authorization: str | None) -> None:
+        scheme, _, presented = (authorization or "").partition(" ")
+        if admin_token_sha256 is None or scheme.lower() != "bearer" or not presented:
+            raise ApiError(401, "admin API needs 'Authorization: Bearer <token>'", kind="authentication_error")
+        # Compare digests in constant time: neither the token nor its length leaks through timing.
+        if not hmac.compare_digest(admin_token_digest(presented.strip()), admin_token_sha256):
+            raise ApiError(401, "invalid admin token", kind="authentication_error")
+
+    def parse_hints(
+        workload_class: str | None, budget: str | None, origin: str | None
+    ) -> tuple[str, float | None, str]:
+        name = (workload_class or "tolerant").strip().lower()
+        known = {n for n, c in fleet.workload_classes.items() if c.latency_budget_ms is not None}
+        if name not in known:
+            raise _hint_error("X-Gridshift-Class", f"must be one of {sorted(known)}, got {workload_class!r}")
+        budget_ms: float | None = None
+        if budget is not None:
+            try:
+                budget_ms = float(budget)
+            except ValueError:
+                raise _hint_error("X-Gridshift-Latency-Budget-Ms", f"not a number: {budget!r}") from None
+            if not 0 < budget_ms <= limits.max_latency_budget_ms:
+                raise _hint_error(
+                    "X-Gridshift-Latency-Budget-Ms", f"must be in (0, {limits.max_latency_budget_ms:g}], got {budget}"
+                )
+        region = (origin or fleet.default_origin).strip()
+        if region not in core.rtt_ms:
+            raise _hint_error("X-Gridshift-Origin", f"unknown region {region!r}")
+        return name, budget_ms, region
+
+    @app.post("/v1/embeddings")
+    async def embeddings(
+        raw: Request,
+        x_gridshift_class: Annotated[str | None, Header()] = None,
+        x_gridshift_latency_budget_ms: Annotated[str | None, Header()] = None,
+        x_gridshift_origin: Annotated[str | None, Header()] = None,
+    ) -> JSONResponse:
+        workload_class, budget_ms, origin = parse_hints(
+            x_gridshift_class, x_gridshift_latency_budget_ms, x_gridshift_origin
+        )
+        body = await _read_json(raw, max_bytes=limits.max_input_items * (limits.max_input_chars * 4 + 16) + 4096)
+        try:
+            request = EmbeddingsRequest.model_validate(body)
+        except ValidationError as error:
+            raise RequestValidationError(error.errors()) from None
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        if not texts:
+            raise ApiError(422, "input: must not be empty", param="input")
+        if len(texts) > limits.max_input_items:
+            raise ApiError(
+                413, f"input: {len(texts)} items exceeds the limit of {limits.max_input_items}", param="input"
+            )
+        longest = max(len(text) for text in texts)
+        if longest > limits.max_input_chars:
+            raise ApiError(
+                413,
+                f"input: a string of {longest} characters exceeds the limit of {limits.max_input_chars}",
+                param="input",
+            )
+        route = core.route_request(origin, workload_class, budget_ms)
+        try:
+            served = await core.serve(route, texts)
+        except NoRegionAvailable as error:
+            return JSONResponse(_error_body(str(error), "service_unavailable"), 503, headers={"Retry-After": "1"})
+        return JSONResponse(_embeddings_body(served, request.encoding_format), headers=_routing_headers(served))
+
+    @app.get("/v1/route")
+    async def route_explain(
+        origin: Annotated[str | None, Query()] = None,
+        workload_class: Annotated[str | None, Query(alias="class")] = None,
+        budget_ms: Annotated[str | None, Query()] = None,
+    ) -> dict[str, Any]:
+        name, budget, region = parse_hints(workload_class, budget_ms, origin)
+        route = core.route_request(region, name, budget)
+        state = await core.ready_state()
+        decision = core.decide(route, state)
+        return {
+            "schema": "gridshift.route_explain/v1",
+            "at": iso(state.snapshot.at_s),
+            "state_version": state.version,
+            "request": request_to_dict(route),
+            "decision": decision_to_dict(decision),
+        }
+
+    @app.get("/v1/regions")
+    async def regions() -> dict[str, Any]:
+        state = await core.ready_state()
+        body = regions_body(state)
+        for region in body["regions"]:
+            region["gateway"] = {
+                "in_flight": core.in_flight[region["region"]],
+                "served": core.served_by_region[region["region"]],
+                "marked_down": region["region"] in core.health.down,
+            }
+        return body
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        state = core.state
+        return {
+            "status": "ok",
+            "state_version": None if state is None else state.version,
+            "regions_down": sorted(core.health.down),
+        }
+
+    @app.get("/v1/admin/events")
+    async def list_events(authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+        check_admin(authorization)
+        events = await core.control.list_events()
+        return {"events": [event.model_dump(mode="json") for event in events]}
+
+    @app.post("/v1/admin/events", status_code=201)
+    async def post_event(raw: Request, authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+        check_admin(authorization)
+        body = await _read_json(raw, max_bytes=16_384)
+        try:
+            spec = EventRequest.model_validate(body)
+        except ValidationError as error:
+            raise RequestValidationError(error.errors()) from None
+        if spec.region not in fleet.region_names:
+            raise ApiError(
+                422, f"region: {spec.region!r} is not in the fleet {list(fleet.region_names)}", param="region"
+            )
+        start = spec.start or datetime.fromtimestamp(await core.control.clock_now_s(), tz=UTC)
+        try:
+            event = DREvent(region=spec.region, level=spec.level, start=start, end=spec.end, source=spec.source)
+        except ValidationError as error:
+            raise RequestValidationError(error.errors()) from None
+        try:
+            posted = await core.control.post_event(event)
+        except UnknownRegionError as error:
+            raise ApiError(422, str(error), param="region") from None
+        await core.refresh()  # route on it from this replica at once; others within one refresh period
+        return {"event": posted.model_dump(mode="json")}
+
+    @app.delete("/v1/admin/events/{event_id}")
+    async def clear_event(event_id: str, authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+        check_admin(authorization)
+        cleared = await core.control.clear_event(event_id)
+        if cleared is None:
+            raise ApiError(404, f"no event {event_id!r}", param="event_id")
+        await core.refresh()
+        return {"cleared": cleared.model_dump(mode="json")}
+
+    return app
+
+
+async def _read_json(raw: Request, max_bytes: int) -> Any:
+    """The body as JSON, refusing oversized bodies (413) before parsing and bad JSON (422)."""
+    declared = raw.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(413, f"body of {declared} bytes exceeds the limit of {max_bytes}")
+    data = bytearray()
+    async for chunk in raw.stream():
+        data += chunk
+        if len(data) > max_bytes:
+            raise ApiError(413, f"body exceeds the limit of {max_bytes} bytes")
+    try:
+        return json.loads(bytes(data))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ApiError(422, f"body is not valid JSON: {error}") from None
+
+
+def _embeddings_body(served: Served, encoding_format: str) -> dict[str, Any]:
+    result = served.result
+    data = []
+    for index, vector in enumerate(result.embeddings):
+        embedding: Any = (
+            base64.b64encode(vector.astype("<f4").tobytes()).decode()
+            if encoding_format == "base64"
+            else vector.tolist()
+        )
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    return {
+        "object": "list",
+        "data": data,
+        "model": result.model,
+        "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
+    }
+
+
+def _routing_headers(served: Served) -> dict[str, str]:
+    decision = served.decision
+    reason = decision.reason.value
+    if served.result.region != decision.region:
+        reason = f"failover:{reason}"  # served by a fallback after the chosen region failed
+    return {
+        "X-Gridshift-Region": served.result.region,
+        "X-Gridshift-Reason": reason,
+        "X-Gridshift-Headroom": f"{served.headroom:.4f}",
+        "X-Gridshift-Precision": served.result.precision,
+        "X-Gridshift-State-Version": str(served.state_version),
+        "X-Gridshift-Attempts": ",".join(served.attempts),
+    }
+
+
+def regions_body(state: ControlState) -> dict[str, Any]:
+    """`GET /v1/regions`: the snapshot (signals with units, headroom, stress, health, load) plus knobs."""
+    body = snapshot_to_dict(state.snapshot)
+    for region in body["regions"]:
+        region["knobs"] = state.knobs[region["region"]].model_dump(mode="json")
+    return body

@@ -1,0 +1,132 @@
+"""`gridshift up`: start a local Ray cluster, deploy the fleet behind the gateway, and serve until interrupted."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from router.config import FleetConfig, load_rtt_matrix
+from router.headroom import STRESS_NAMES
+from router.routing import RouteRequest, choose_region
+from router.trace import iso
+
+ADMIN_TOKEN_ENV = "GRIDSHIFT_ADMIN_TOKEN"
+
+
+def resolve_admin_token(fleet: FleetConfig) -> tuple[str, bool]:
+    """The admin token from config or the environment; else a fresh random one. Returns (token, generated)."""
+    configured = fleet.gateway.admin_token or os.environ.get(ADMIN_TOKEN_ENV)
+    if configured:
+        return configured, False
+    return secrets.token_urlsafe(24), True
+
+
+def start_local_ray(num_cpus: int | None = None) -> None:
+    import ray
+
+    # Keep the object store small: embeddings are tiny, and the fleet shares a 2-core, few-GiB machine.
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        object_store_memory=256 * 1024 * 1024,
+        namespace="gridshift",
+        logging_level=logging.WARNING,
+        configure_logging=True,
+        log_to_driver=False,
+    )
+
+
+def deploy(fleet: FleetConfig, admin_token: str, *, blocking_timeout_s: float = 600.0) -> None:
+    """Deploy the fleet's Serve application on the connected Ray cluster and wait until it is running."""
+    from ray import serve
+
+    from serve_apps.app import APP_NAME, build_app
+    from serve_apps.http_api import admin_token_digest
+
+    serve.start(http_options={"host": fleet.gateway.host, "port": fleet.gateway.port})
+    serve.run(
+        build_app(fleet, admin_token_digest(admin_token)),
+        name=APP_NAME,
+        route_prefix="/",
+        blocking=False,
+    )
+    deadline = time.monotonic() + blocking_timeout_s
+    while True:
+        status = serve.status().applications.get(APP_NAME)
+        if status is not None and status.status == "RUNNING":
+            return
+        if status is not None and status.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+            raise RuntimeError(f"gridshift deployment failed: {status.message}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gridshift deployment not running after {blocking_timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def routing_summary(fleet: FleetConfig, state: Any) -> str:
+    """One screen on what routing does now: each region's grid, and where tolerant work from each origin goes."""
+    rtt = load_rtt_matrix(fleet.latency)
+    lines = [f"trace time {iso(state.snapshot.at_s)}  (control state v{state.version})"]
+    for region in state.snapshot.regions:
+        a = region.assessment
+        lines.append(
+            f"  {region.config.name:<12} {region.config.zone:<5} headroom {a.headroom:.2f}  "
+            f"stress {a.stress_level} {STRESS_NAMES[a.stress_level]:<9} {'up' if region.state.healthy else 'DOWN'}"
+        )
+    tolerant = fleet.workload_classes["tolerant"]
+    for origin in fleet.region_names:
+        request = RouteRequest(origin, "tolerant", tolerant.mode, tolerant.latency_budget_ms or 0.0)
+        decision = choose_region(request, state.snapshot.states, rtt, fleet.routing)
+        lines.append(f"  tolerant from {origin:<12} -> {decision.region:<12} ({decision.reason.value})")
+    return "\n".join(lines)
+
+
+def run_up(fleet: FleetConfig, *, summary_every_s: float = 10.0, duration_s: float | None = None) -> int:
+    """Start, deploy, print the endpoint and summaries, and serve until Ctrl-C/SIGTERM (or `duration_s`)."""
+    import ray
+    from ray import serve
+
+    from policies.actor import get_or_create_control_actor
+
+    token, generated = resolve_admin_token(fleet)
+    stop = threading.Event()
+    previous_handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print("gridshift: starting a local Ray cluster ...", flush=True)
+        start_local_ray()
+        control: Any = get_or_create_control_actor(fleet)  # untyped: Ray's stubs mistype `.remote()` results
+        print(f"gridshift: deploying {len(fleet.regions)} regions of fleet {fleet.name!r} ...", flush=True)
+        deploy(fleet, token)
+        endpoint = f"http://{fleet.gateway.host}:{fleet.gateway.port}"
+        print(f"gridshift: serving at {endpoint}  (OpenAI-compatible: POST {endpoint}/v1/embeddings)")
+        print(f"gridshift: docs at {endpoint}/docs, regions at {endpoint}/v1/regions")
+        if generated:
+            # Printed once, as Jupyter does; it is never logged.
+            print(f"gridshift: admin token (set {ADMIN_TOKEN_ENV} to choose your own): {token}")
+        print("gridshift: press Ctrl-C to stop", flush=True)
+        started = time.monotonic()
+        next_summary = started
+        while not stop.is_set():
+            if duration_s is not None and time.monotonic() - started >= duration_s:
+                break
+            if time.monotonic() >= next_summary:
+                state = ray.get(control.state.remote())
+                print(routing_summary(fleet, state), flush=True)
+                next_summary += summary_every_s
+            stop.wait(0.2)
+        print("gridshift: shutting down ...", flush=True)
+        return 0
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+        if ray.is_initialized():
+            try:
+                serve.shutdown()  # type: ignore[no-untyped-call]
+            finally:
+                ray.shutdown()
+        sys.stdout.flush()

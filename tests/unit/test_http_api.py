@@ -1,0 +1,270 @@
+"""The gateway's HTTP API in-process (ASGI) over a real ControlPlane on the real trace; only the model is faked.
+
+These check the HTTP contract and the routing/failover logic; tests/integration runs the same API on Ray
+Serve with the real model.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from policies.control import ControlPlane
+from router.clock import FixedClock
+from router.config import load_fleet, load_rtt_matrix
+from router.state import FleetContext, load_context
+from serve_apps.backends import BackendError, RegionalResult
+from serve_apps.gateway import GatewayCore
+from serve_apps.http_api import admin_token_digest, create_app
+
+PEAK_S = 1_662_512_400  # 2022-09-07T01:00Z
+TOKEN = "test-admin-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class FakeRegion:
+    """A region backend answering deterministic vectors; can be told to fail."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+        self.failing = False
+        self.calls = 0
+
+    async def embed(self, texts: list[str], timeout_s: float) -> RegionalResult:  # noqa: ARG002 - answers at once
+        self.calls += 1
+        if self.failing:
+            raise BackendError(f"{self.region}: down")
+        vectors = np.array([[len(text), 1.0, 0.0] for text in texts], dtype=np.float32)
+        return RegionalResult(self.region, vectors, "fp32", sum(len(t.split()) for t in texts), "fake-model")
+
+    async def close(self) -> None:
+        return None
+
+
+class InProcessControl:
+    """ControlSource over a ControlPlane in this process (the same object the actor wraps)."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+
+    async def sync(self, gateway_id, in_flight, unhealthy, known_version):
+        self.plane.report(gateway_id, in_flight, frozenset(unhealthy))
+        return self.plane.state(known_version)
+
+    async def post_event(self, event):
+        return self.plane.post_event(event)
+
+    async def clear_event(self, event_id):
+        return self.plane.clear_event(event_id)
+
+    async def list_events(self):
+        return list(self.plane.events.values())
+
+    async def clock_now_s(self) -> float:
+        return self.plane.clock.now_s()
+
+
+@pytest.fixture(scope="module")
+def context() -> FleetContext:
+    return load_context(load_fleet())
+
+
+@pytest.fixture
+def regions() -> dict[str, FakeRegion]:
+    return {name: FakeRegion(name) for name in ("us-east-1", "us-east-2", "us-west-1", "us-west-2")}
+
+
+@pytest.fixture
+def client(context: FleetContext, regions: dict[str, FakeRegion]) -> Iterator[TestClient]:
+    # No WAN emulation in unit tests: it would only add sleeps.
+    fleet = context.fleet.model_copy(
+        update={"gateway": context.fleet.gateway.model_copy(update={"wan_emulation": False})}
+    )
+    plane = ControlPlane(FleetContext(fleet, context.trace, context.rtt_ms), FixedClock(PEAK_S), FixedClock(0.0))
+    core = GatewayCore(fleet, load_rtt_matrix(fleet.latency), InProcessControl(plane), regions)
+    with TestClient(create_app(core, admin_token_digest(TOKEN)), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def _embed(client: TestClient, origin: str = "us-west-1", klass: str = "tolerant", **headers: str):
+    return client.post(
+        "/v1/embeddings",
+        json={"input": ["hello grid", "shift me"], "model": "all-MiniLM-L6-v2"},
+        headers={"X-Gridshift-Origin": origin, "X-Gridshift-Class": klass, **headers},
+    )
+
+
+def test_tolerant_request_is_served_out_of_california_at_the_peak(client: TestClient) -> None:
+    response = _embed(client)
+    assert response.status_code == 200
+    assert response.headers["X-Gridshift-Region"] == "us-west-2"
+    assert response.headers["X-Gridshift-Reason"] == "most_headroom"
+    assert 0 < float(response.headers["X-Gridshift-Headroom"]) <= 1
+    assert response.headers["X-Gridshift-Precision"] == "fp32"
+    assert int(response.headers["X-Gridshift-State-Version"]) >= 1
+    body = response.json()
+    assert body["object"] == "list"
+    assert [item["index"] for item in body["data"]] == [0, 1]
+    assert body["data"][0]["embedding"] == [10.0, 1.0, 0.0]
+    assert body["usage"] == {"prompt_tokens": 4, "total_tokens": 4}
+
+
+def test_realtime_stays_at_origin(client: TestClient) -> None:
+    response = _embed(client, klass="realtime")
+    assert response.headers["X-Gridshift-Region"] == "us-west-1"
+    assert response.headers["X-Gridshift-Reason"] == "realtime_origin"
+
+
+def test_base64_encoding_round_trips(client: TestClient) -> None:
+    response = client.post("/v1/embeddings", json={"input": "abc", "model": "m", "encoding_format": "base64"})
+    assert response.status_code == 200
+    vector = np.frombuffer(base64.b64decode(response.json()["data"][0]["embedding"]), dtype="<f4")
+    assert vector.tolist() == [3.0, 1.0, 0.0]
+
+
+def test_dr_event_moves_tolerant_traffic_and_clearing_brings_it_back(client: TestClient) -> None:
+    posted = client.post("/v1/admin/events", json={"region": "us-west-2", "level": 3}, headers=ADMIN)
+    assert posted.status_code == 201, posted.text
+    event = posted.json()["event"]
+    assert event["start"] == "2022-09-07T01:00:00Z"  # defaults to the control clock's now
+    assert event["end"] is None
+    moved = _embed(client)
+    assert moved.headers["X-Gridshift-Region"] not in ("us-west-2", "us-west-1")
+    listed = client.get("/v1/admin/events", headers=ADMIN).json()["events"]
+    assert [e["event_id"] for e in listed] == [event["event_id"]]
+    regions = {r["region"]: r for r in client.get("/v1/regions").json()["regions"]}
+    assert regions["us-west-2"]["stress_level"] == 3
+    assert regions["us-west-2"]["event_level"] == 3
+    cleared = client.delete(f"/v1/admin/events/{event['event_id']}", headers=ADMIN)
+    assert cleared.status_code == 200
+    assert _embed(client).headers["X-Gridshift-Region"] == "us-west-2"
+    assert client.delete(f"/v1/admin/events/{event['event_id']}", headers=ADMIN).status_code == 404
+
+
+def test_failover_to_the_next_candidate_and_region_marked_down(
+    client: TestClient, regions: dict[str, FakeRegion]
+) -> None:
+    regions["us-west-2"].failing = True
+    first = _embed(client)
+    assert first.status_code == 200
+    assert first.headers["X-Gridshift-Region"] != "us-west-2"
+    assert first.headers["X-Gridshift-Reason"].startswith("failover:")
+    assert first.headers["X-Gridshift-Attempts"].split(",")[0] == "us-west-2"
+    second = _embed(client)
+    assert second.status_code == 200
+    # Two consecutive failures mark it down: the third request routes around it without trying it.
+    calls = regions["us-west-2"].calls
+    third = _embed(client)
+    assert third.status_code == 200
+    assert regions["us-west-2"].calls == calls
+    assert "us-west-2" in client.get("/healthz").json()["regions_down"]
+
+
+def test_all_regions_failing_is_a_503_with_a_json_body(client: TestClient, regions: dict[str, FakeRegion]) -> None:
+    for region in regions.values():
+        region.failing = True
+    response = _embed(client)
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "service_unavailable"
+
+
+def test_route_explain_and_regions(client: TestClient) -> None:
+    explain = client.get("/v1/route", params={"origin": "us-west-1", "class": "tolerant", "budget_ms": "150"})
+    assert explain.status_code == 200
+    decision = explain.json()["decision"]
+    assert decision["region"] == "us-west-2"
+    assert len(decision["candidates"]) == 4
+    body = client.get("/v1/regions").json()
+    west1 = next(r for r in body["regions"] if r["region"] == "us-west-1")
+    assert west1["signals"]["demand_mw"]["value"] == 51104
+    assert west1["knobs"] == {"max_batch_size": 16, "precision": "fp32", "max_concurrency": 32}
+    assert west1["stress"] == "emergency"
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.get("/openapi.json").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, "admin API needs"),
+        ({"Authorization": "Bearer wrong-token-wrong-token"}, "invalid admin token"),
+        ({"Authorization": f"Basic {TOKEN}"}, "admin API needs"),
+    ],
+)
+def test_admin_requires_the_bearer_token(client: TestClient, headers: dict[str, str], reason: str) -> None:
+    for method, path in (("get", "/v1/admin/events"), ("post", "/v1/admin/events"), ("delete", "/v1/admin/events/x")):
+        response = client.request(method, path, headers=headers, json={"region": "us-west-2", "level": 3})
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert reason in response.json()["error"]["message"]
+
+
+BAD_REQUESTS = [
+    # (body or raw bytes, headers, expected status, fragment of the message)
+    (b"{not json", {}, 422, "not valid JSON"),
+    ({"model": "m"}, {}, 422, "input"),
+    ({"input": 5, "model": "m"}, {}, 422, "input"),
+    ({"input": [1, 2, 3], "model": "m"}, {}, 422, "input"),
+    ({"input": [], "model": "m"}, {}, 422, "must not be empty"),
+    ({"input": "x"}, {}, 422, "model"),
+    ({"input": "x", "model": "m", "encoding_format": "int4"}, {}, 422, "encoding_format"),
+    (["input", "x"], {}, 422, "Input should be"),
+    ({"input": ["x"] * 257, "model": "m"}, {}, 413, "257 items exceeds the limit of 256"),
+    ({"input": "y" * 20_001, "model": "m"}, {}, 413, "exceeds the limit of 20000"),
+    ({"input": "x", "model": "m"}, {"X-Gridshift-Class": "urgent"}, 422, "X-Gridshift-Class"),
+    ({"input": "x", "model": "m"}, {"X-Gridshift-Class": "batch"}, 422, "X-Gridshift-Class"),
+    ({"input": "x", "model": "m"}, {"X-Gridshift-Latency-Budget-Ms": "fast"}, 422, "not a number"),
+    ({"input": "x", "model": "m"}, {"X-Gridshift-Latency-Budget-Ms": "-5"}, 422, "must be in"),
+    ({"input": "x", "model": "m"}, {"X-Gridshift-Latency-Budget-Ms": "nan"}, 422, "must be in"),
+    ({"input": "x", "model": "m"}, {"X-Gridshift-Origin": "mars-north-1"}, 422, "unknown region"),
+]
+
+
+@pytest.mark.parametrize(("body", "headers", "status", "fragment"), BAD_REQUESTS)
+def test_malformed_requests_get_4xx_json_never_5xx(
+    client: TestClient, body: object, headers: dict[str, str], status: int, fragment: str
+) -> None:
+    if isinstance(body, bytes):
+        response = client.post("/v1/embeddings", content=body, headers={"Content-Type": "application/json", **headers})
+    else:
+        response = client.post("/v1/embeddings", json=body, headers=headers)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert fragment in error["message"]
+
+
+def test_oversized_body_refused_before_parsing(client: TestClient) -> None:
+    huge = b'{"input": "' + b"z" * 6_000_000 + b'", "model": "m"}'
+    response = client.post("/v1/embeddings", content=huge, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert "exceeds the limit" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("get", "/nope", 404), ("get", "/v1/embeddings", 405), ("put", "/v1/regions", 405)],
+)
+def test_unknown_routes_and_methods_answer_json(client: TestClient, method: str, path: str, status: int) -> None:
+    response = client.request(method, path)
+    assert response.status_code == status
+    assert "message" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"region": "mars-north-1", "level": 3}, "not in the fleet"),
+        ({"region": "us-west-2", "level": 7}, "less than or equal to 3"),
+        ({"region": "us-west-2", "level": 1, "start": "2022-09-07T01:00:00"}, "UTC offset"),
+        ({"region": "us-west-2", "level": 1, "start": "2022-09-07T02:00:00Z", "end": "2022-09-07T01:00:00Z"}, "after"),
+        ({"region": "us-west-2", "level": 1, "colour": "red"}, "colour"),
+    ],
+)
+def test_bad_events_are_422(client: TestClient, body: dict[str, object], fragment: str) -> None:
+    response = client.post("/v1/admin/events", json=body, headers=ADMIN)
+    assert response.status_code == 422, response.text
+    assert fragment in response.json()["error"]["message"]
