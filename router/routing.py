@@ -115,12 +115,14 @@ def choose_region(
     *,
     previous_eligible: frozenset[str] = frozenset(),
     draw: float = 0.0,
+    explain: bool = True,
 ) -> RouteDecision:
     """Choose the serving region for one request.
 
     `previous_eligible` is the eligible set of the previous decision for the same (origin, class): regions
     in it keep a `stickiness` margin, so tiny headroom changes do not flap traffic. `draw` in [0, 1) picks
-    among eligible regions by weight.
+    among eligible regions by weight. With `explain=False` the decision carries no per-candidate detail
+    (`candidates` is empty): the serving path skips that work, the explain endpoints keep it.
     """
     if request.mode is RoutingMode.DEFER:
         raise ValueError(f"class {request.workload_class!r} is deferred (batch): it is not routed per request")
@@ -132,38 +134,37 @@ def choose_region(
     budget = request.latency_budget_ms
     stay = request.mode is RoutingMode.STAY
 
-    # One pass: estimate, classify and score every region.
-    scored: list[tuple[RegionState, float | None, float | None, float, Verdict, str]] = []
+    # One pass: estimate, classify and score every region. No strings here: this is the per-request path.
+    scored: _Scored = []
     pool: list[int] = []  # indices that fit the budget and are not avoided
     avoided: list[int] = []
+    avoid_level = config.avoid_stress_level
     for index, region in enumerate(regions):
         rtt = row.get(region.name, 0.0 if region.name == request.origin else None)
         region_score = score(region, config)
         if rtt is None:
-            scored.append((region, None, None, region_score, Verdict.FILTERED, "no round-trip time from origin"))
+            scored.append((region, None, None, region_score, Verdict.FILTERED))
             continue
         latency = estimate_latency_ms(rtt, region, config)
-        if not region.healthy:
-            verdict, why = Verdict.FILTERED, "unhealthy"
-        elif latency > budget:
-            verdict, why = Verdict.FILTERED, f"over budget: est {latency:.1f} ms > {budget:g} ms"
-        elif not stay and region.stress_level >= config.avoid_stress_level:
-            verdict, why = Verdict.AVOIDED, f"grid stress {region.stress_level} (avoided while others fit)"
+        if not region.healthy or latency > budget:
+            verdict = Verdict.FILTERED
+        elif not stay and region.stress_level >= avoid_level:
+            verdict = Verdict.AVOIDED
             avoided.append(index)
         else:
-            verdict, why = Verdict.FEASIBLE, "fits budget"
+            verdict = Verdict.FEASIBLE
             pool.append(index)
-        scored.append((region, rtt, latency, region_score, verdict, why))
+        scored.append((region, rtt, latency, region_score, verdict))
 
     if stay:
-        return _route_stay(request, scored, pool)
-    return _route_shift(request, scored, pool, avoided, config, previous_eligible, draw)
+        return _route_stay(request, scored, pool, explain)
+    return _route_shift(request, scored, pool, avoided, config, previous_eligible, draw, explain)
 
 
-_Scored = list[tuple[RegionState, float | None, float | None, float, Verdict, str]]
+_Scored = list[tuple[RegionState, float | None, float | None, float, Verdict]]  # region, rtt, latency, score
 
 
-def _route_stay(request: RouteRequest, scored: _Scored, pool: list[int]) -> RouteDecision:
+def _route_stay(request: RouteRequest, scored: _Scored, pool: list[int], explain: bool) -> RouteDecision:
     # Real-time work is never moved for grid reasons: origin if it can serve, else the nearest that can.
     by_rtt = sorted(pool, key=lambda i: (scored[i][1] or 0.0, scored[i][0].name))
     origin_index = next((i for i in pool if scored[i][0].name == request.origin), None)
@@ -174,9 +175,9 @@ def _route_stay(request: RouteRequest, scored: _Scored, pool: list[int]) -> Rout
         reason = RouteReason.REALTIME_NEAREST
         detail = f"real-time: origin {request.origin} cannot serve within budget; nearest healthy region"
     else:
-        return _fallback(request, scored)
+        return _fallback(request, scored, explain)
     ranked = [chosen] + [i for i in by_rtt if i != chosen]
-    return _decision(scored, chosen, reason, detail, True, ranked, {chosen: 1.0})
+    return _decision(request, scored, chosen, reason, detail, True, ranked, {chosen: 1.0}, explain)
 
 
 def _route_shift(
@@ -187,20 +188,24 @@ def _route_shift(
     config: RoutingConfig,
     previous_eligible: frozenset[str],
     draw: float,
+    explain: bool,
 ) -> RouteDecision:
     stressed_only = not pool
     if stressed_only:
         pool = avoided  # every feasible region is in emergency: serving beats failing
     if not pool:
-        return _fallback(request, scored)
+        return _fallback(request, scored, explain)
     by_score = sorted(pool, key=lambda i: (-scored[i][3], scored[i][1] or 0.0, scored[i][0].name))
     best = scored[by_score[0]][3]
 
     # The origin keeps traffic while within a margin of the best: a move costs latency and egress.
     # Hysteresis: once staying, it takes `stickiness` more to leave; once gone, the plain margin to return.
+    # "Staying" means the origin alone was eligible last time, not merely one member of a spread: otherwise,
+    # with spread_band > origin_margin, a spread that includes the origin would flip to staying and back.
     origin_index = next((i for i in pool if scored[i][0].name == request.origin), None)
     if origin_index is not None:
-        margin = config.origin_margin + (config.stickiness if request.origin in previous_eligible else 0.0)
+        stayed = previous_eligible == frozenset((request.origin,))
+        margin = config.origin_margin + (config.stickiness if stayed else 0.0)
         if scored[origin_index][3] >= best - margin:
             ranked = [origin_index] + [i for i in by_score if i != origin_index] + _rest(avoided, pool, scored)
             detail = (
@@ -208,7 +213,7 @@ def _route_shift(
                 "stay (a move costs latency and egress)"
             )
             reason = RouteReason.ONLY_STRESSED if stressed_only else RouteReason.ORIGIN_PREFERRED
-            return _decision(scored, origin_index, reason, detail, True, ranked, {origin_index: 1.0})
+            return _decision(request, scored, origin_index, reason, detail, True, ranked, {origin_index: 1.0}, explain)
 
     # Spread over near-best regions by spare capacity, so the single best region is not flooded.
     eligible = [
@@ -238,7 +243,7 @@ def _route_shift(
         detail = (
             f"{len(eligible)} regions within {config.spread_band:g} of best score {best:.3f}; split by spare capacity"
         )
-    return _decision(scored, chosen, reason, detail, True, ranked, probabilities)
+    return _decision(request, scored, chosen, reason, detail, True, ranked, probabilities, explain)
 
 
 def _rest(avoided: list[int], pool: list[int], scored: _Scored) -> list[int]:
@@ -257,7 +262,7 @@ def _pick(eligible: list[int], probabilities: Mapping[int, float], draw: float) 
     return eligible[-1]  # draw rounding at the top end
 
 
-def _fallback(request: RouteRequest, scored: _Scored) -> RouteDecision:
+def _fallback(request: RouteRequest, scored: _Scored, explain: bool) -> RouteDecision:
     """Nothing fits: the nearest healthy region, or the nearest at all, and say so."""
     known = [i for i, entry in enumerate(scored) if entry[1] is not None]
     healthy = [i for i in known if scored[i][0].healthy]
@@ -271,10 +276,24 @@ def _fallback(request: RouteRequest, scored: _Scored) -> RouteDecision:
     else:
         reason = RouteReason.NO_HEALTHY
         detail = "no healthy region; nearest region, best effort"
-    return _decision(scored, ranked[0], reason, detail, False, ranked, {ranked[0]: 1.0})
+    return _decision(request, scored, ranked[0], reason, detail, False, ranked, {ranked[0]: 1.0}, explain)
+
+
+def _why(request: RouteRequest, region: RegionState, latency: float | None, verdict: Verdict) -> str:
+    """Why a candidate got its verdict (built only when a decision is explained)."""
+    if verdict is Verdict.FILTERED:
+        if latency is None:
+            return "no round-trip time from origin"
+        if not region.healthy:
+            return "unhealthy"
+        return f"over budget: est {latency:.1f} ms > {request.latency_budget_ms:g} ms"
+    if verdict is Verdict.AVOIDED:
+        return f"grid stress {region.stress_level} (avoided while others fit)"
+    return "fits budget"
 
 
 def _decision(
+    request: RouteRequest,
     scored: _Scored,
     chosen: int,
     reason: RouteReason,
@@ -282,27 +301,30 @@ def _decision(
     feasible: bool,
     ranked: list[int],
     probabilities: Mapping[int, float],
+    explain: bool,
 ) -> RouteDecision:
     candidates = []
-    for index, (region, rtt, latency, region_score, verdict, why) in enumerate(scored):
-        if index == chosen:
-            verdict = Verdict.CHOSEN
-        elif index in probabilities:
-            verdict, why = Verdict.ELIGIBLE, f"eligible with p={probabilities[index]:.2f}"
-        candidates.append(
-            Candidate(
-                region.name,
-                rtt,
-                latency,
-                region.headroom,
-                region.stress_level,
-                region.healthy,
-                region.utilization,
-                region_score,
-                verdict,
-                why if index != chosen else detail,
+    if explain:
+        for index, (region, rtt, latency, region_score, verdict) in enumerate(scored):
+            why = _why(request, region, latency, verdict)
+            if index == chosen:
+                verdict, why = Verdict.CHOSEN, detail
+            elif index in probabilities:
+                verdict, why = Verdict.ELIGIBLE, f"eligible with p={probabilities[index]:.2f}"
+            candidates.append(
+                Candidate(
+                    region.name,
+                    rtt,
+                    latency,
+                    region.headroom,
+                    region.stress_level,
+                    region.healthy,
+                    region.utilization,
+                    region_score,
+                    verdict,
+                    why,
+                )
             )
-        )
     return RouteDecision(
         region=scored[chosen][0].name,
         reason=reason,

@@ -163,7 +163,9 @@ class GatewayCore:
 
     # Routing and forwarding ---------------------------------------------------------------------------
 
-    def decide(self, request: RouteRequest, state: ControlState, draw: float | None = None) -> RouteDecision:
+    def decide(
+        self, request: RouteRequest, state: ControlState, draw: float | None = None, explain: bool = False
+    ) -> RouteDecision:
         # This replica's own view of health counts at once; the control state catches up on the next sync.
         states = [s if s.name not in self.health.down else replace(s, healthy=False) for s in state.snapshot.states]
         key = (request.origin, request.workload_class)
@@ -174,6 +176,7 @@ class GatewayCore:
             self.fleet.routing,
             previous_eligible=self._previous_eligible.get(key, frozenset()),
             draw=self._rng.random() if draw is None else draw,
+            explain=explain,
         )
         self._previous_eligible[key] = frozenset(name for name, _ in decision.eligible)
         return decision

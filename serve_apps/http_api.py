@@ -193,7 +193,7 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
         name, budget, region = parse_hints(workload_class, budget_ms, origin)
         route = core.route_request(region, name, budget)
         state = await core.ready_state()
-        decision = core.decide(route, state)
+        decision = core.decide(route, state, explain=True)
         return {
             "schema": "gridshift.route_explain/v1",
             "at": iso(state.snapshot.at_s),

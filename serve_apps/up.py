@@ -81,7 +81,7 @@ def routing_summary(fleet: FleetConfig, state: Any) -> str:
     tolerant = fleet.workload_classes["tolerant"]
     for origin in fleet.region_names:
         request = RouteRequest(origin, "tolerant", tolerant.mode, tolerant.latency_budget_ms or 0.0)
-        decision = choose_region(request, state.snapshot.states, rtt, fleet.routing)
+        decision = choose_region(request, state.snapshot.states, rtt, fleet.routing, explain=False)
         lines.append(f"  tolerant from {origin:<12} -> {decision.region:<12} ({decision.reason.value})")
     return "\n".join(lines)
 
