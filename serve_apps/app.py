@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ray import serve
@@ -14,10 +15,11 @@ from router.config import FleetConfig, load_fleet, load_rtt_matrix, parse_fleet
 from router.events import DREvent
 from serve_apps.backends import HandleBackend, HttpBackend, RegionBackend
 from serve_apps.gateway import GatewayCore
-from serve_apps.http_api import create_app
+from serve_apps.http_api import admin_token_digest, create_app
 from serve_apps.regional import RegionalApp
 
 APP_NAME = "gridshift"
+ADMIN_TOKEN_ENV = "GRIDSHIFT_ADMIN_TOKEN"
 
 
 class RayControlSource:
@@ -107,6 +109,11 @@ def build_app(fleet: FleetConfig, admin_token_sha256: str | None) -> Application
 
 def app_builder(args: dict[str, Any]) -> Application:
     """Entry point for `serve run` / `serve deploy` (see serve_config.yaml): args `fleet` (a path, optional)
-    and `admin_token_sha256` (optional; without it the admin API refuses every call)."""
+    and `admin_token_sha256` (optional; else the digest of $GRIDSHIFT_ADMIN_TOKEN; with neither, the admin
+    API refuses every call)."""
     fleet = load_fleet(args.get("fleet"))
-    return build_app(fleet, args.get("admin_token_sha256"))
+    digest = args.get("admin_token_sha256")
+    token = fleet.gateway.admin_token or os.environ.get(ADMIN_TOKEN_ENV)
+    if digest is None and token:
+        digest = admin_token_digest(token)
+    return build_app(fleet, digest)

@@ -15,8 +15,7 @@ from router.config import FleetConfig, load_rtt_matrix
 from router.headroom import STRESS_NAMES
 from router.routing import RouteRequest, choose_region
 from router.trace import iso
-
-ADMIN_TOKEN_ENV = "GRIDSHIFT_ADMIN_TOKEN"
+from serve_apps.app import ADMIN_TOKEN_ENV
 
 
 def resolve_admin_token(fleet: FleetConfig) -> tuple[str, bool]:

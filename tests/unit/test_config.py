@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from router.config import (
     utc_now_from,
 )
 from router.errors import ConfigError
+from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture
@@ -181,3 +183,11 @@ def test_cli_times_must_carry_an_offset() -> None:
         utc_now_from("2022-09-07T01:00:00")
     with pytest.raises(ConfigError, match="not an ISO-8601 time"):
         utc_now_from("yesterday")
+
+
+def test_serve_config_file_names_the_app_builder() -> None:
+    config = yaml.safe_load((REPO_ROOT / "serve_config.yaml").read_text())
+    (application,) = config["applications"]
+    module, _, attribute = application["import_path"].partition(":")
+    assert callable(getattr(importlib.import_module(module), attribute))
+    assert set(application["args"]) == {"fleet", "admin_token_sha256"}
