@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
+import ray
 from ray import serve
 from ray.actor import ActorHandle
 from ray.serve import Application
 
 from policies.actor import ControlActor, get_or_create_control_actor
 from policies.control import ControlState
-from router.config import FleetConfig, load_fleet, load_rtt_matrix, parse_fleet
+from router.config import FleetConfig, ServingConfig, load_fleet, load_rtt_matrix, parse_fleet
 from router.events import DREvent
 from serve_apps.backends import HandleBackend, HttpBackend, RegionBackend
 from serve_apps.gateway import GatewayCore
@@ -79,8 +81,34 @@ def regional_deployment_name(region: str) -> str:
     return f"region-{region}"
 
 
-def build_app(fleet: FleetConfig, admin_token_sha256: str | None) -> Application:
-    """The whole fleet as one Serve application: regional deployments bound into the gateway."""
+def region_resource(region: str) -> str:
+    """The custom resource a node of `region` declares (cluster.yaml), used to pin that region's work."""
+    return f"gridshift-region-{region}"
+
+
+# A sliver of the region's resource: enough to require a node of that region, never enough to limit packing.
+_PIN_AMOUNT = 0.001
+
+
+def regional_actor_options(
+    region: str, serving: ServingConfig, cluster_resources: Mapping[str, float]
+) -> dict[str, Any]:
+    """Ray actor options of a region's replicas: pinned to that region's nodes when the cluster has any,
+    anywhere on a cluster without per-region nodes (a laptop, CI)."""
+    options: dict[str, Any] = {"num_cpus": serving.replica_num_cpus}
+    resource = region_resource(region)
+    if cluster_resources.get(resource, 0.0) > 0:
+        options["resources"] = {resource: _PIN_AMOUNT}
+    return options
+
+
+def build_app(
+    fleet: FleetConfig, admin_token_sha256: str | None, cluster_resources: Mapping[str, float] | None = None
+) -> Application:
+    """The whole fleet as one Serve application: regional deployments bound into the gateway.
+    `cluster_resources` defaults to the connected cluster's (`ray.cluster_resources()`)."""
+    if cluster_resources is None:
+        cluster_resources = ray.cluster_resources() if ray.is_initialized() else {}  # type: ignore[no-untyped-call]
     serving = fleet.serving
     handles = {}
     for region in fleet.regions:
@@ -90,7 +118,7 @@ def build_app(fleet: FleetConfig, admin_token_sha256: str | None) -> Application
             name=regional_deployment_name(region.name),
             num_replicas=serving.replicas_per_region,
             user_config=serving.knobs.model_dump(mode="json"),
-            ray_actor_options={"num_cpus": serving.replica_num_cpus},
+            ray_actor_options=regional_actor_options(region.name, serving, cluster_resources),
         )
         handles[region.name] = deployment.bind(
             region.name,

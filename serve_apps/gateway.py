@@ -12,7 +12,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -86,6 +86,7 @@ class GatewayCore:
         *,
         monotonic_s: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.fleet = fleet
         self.rtt_ms = rtt_ms
@@ -100,6 +101,7 @@ class GatewayCore:
         self._previous_eligible: dict[tuple[str, str], frozenset[str]] = {}
         self._monotonic_s = monotonic_s
         self._rng = rng or random.Random()
+        self._sleep = sleep
         self._tasks: list[asyncio.Task[None]] = []
 
     # Control state ------------------------------------------------------------------------------------
@@ -202,7 +204,7 @@ class GatewayCore:
             self.in_flight[region] += 1
             try:
                 if wan:
-                    await asyncio.sleep(rtt_s)  # the real round trip to that region, emulated on one machine
+                    await self._sleep(rtt_s)  # the real round trip to that region, emulated on one machine
                 timeout_s = max(remaining_s, self.fleet.gateway.min_forward_timeout_s)
                 result = await backend.embed(texts, timeout_s)
             except BackendError as error:

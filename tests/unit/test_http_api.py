@@ -268,3 +268,21 @@ def test_bad_events_are_422(client: TestClient, body: dict[str, object], fragmen
     response = client.post("/v1/admin/events", json=body, headers=ADMIN)
     assert response.status_code == 422, response.text
     assert fragment in response.json()["error"]["message"]
+
+
+def test_wan_emulation_adds_the_real_round_trip_to_the_serving_region(
+    context: FleetContext, regions: dict[str, FakeRegion]
+) -> None:
+    slept: list[float] = []
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    fleet = context.fleet  # the packaged default fleet has WAN emulation on: it runs every region locally
+    assert fleet.gateway.wan_emulation
+    plane = ControlPlane(context, FixedClock(PEAK_S), FixedClock(0.0))
+    core = GatewayCore(fleet, context.rtt_ms, InProcessControl(plane), regions, sleep=record)
+    with TestClient(create_app(core, None)) as test_client:
+        response = _embed(test_client)
+    assert response.headers["X-Gridshift-Region"] == "us-west-2"
+    assert slept[-1] == pytest.approx(context.rtt_ms["us-west-1"]["us-west-2"] / 1000)
