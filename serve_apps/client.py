@@ -66,6 +66,10 @@ def _headers(workload_class: str | None, budget_ms: float | None, origin: str | 
     return headers
 
 
+def _payload(texts: str | Sequence[str], model: str) -> dict[str, Any]:
+    return {"input": texts if isinstance(texts, str) else list(texts), "model": model}
+
+
 def _result(body: Mapping[str, Any], headers: Mapping[str, str]) -> EmbeddingResult:
     rows = sorted(body["data"], key=lambda row: row["index"])
     return EmbeddingResult(
@@ -99,10 +103,9 @@ class GridshiftClient:
         origin: str | None = None,
         model: str = "all-MiniLM-L6-v2",
     ) -> EmbeddingResult:
-        payload = json.dumps({"input": texts if isinstance(texts, str) else list(texts), "model": model}).encode()
         request = urllib.request.Request(
             f"{self.base_url}/v1/embeddings",
-            data=payload,
+            data=json.dumps(_payload(texts, model)).encode(),
             headers=_headers(workload_class, budget_ms, origin),
             method="POST",
         )
@@ -152,9 +155,10 @@ class AsyncGridshiftClient:
         origin: str | None = None,
         model: str = "all-MiniLM-L6-v2",
     ) -> EmbeddingResult:
-        payload = {"input": texts if isinstance(texts, str) else list(texts), "model": model}
         async with self._client().post(
-            f"{self.base_url}/v1/embeddings", json=payload, headers=_headers(workload_class, budget_ms, origin)
+            f"{self.base_url}/v1/embeddings",
+            json=_payload(texts, model),
+            headers=_headers(workload_class, budget_ms, origin),
         ) as response:
             raw = await response.read()
             if response.status != 200:

@@ -25,6 +25,7 @@ from router.events import DREvent
 from router.routing import decision_to_dict, request_to_dict
 from router.state import snapshot_to_dict
 from router.trace import iso
+from serve_apps.backends import RegionalResult
 from serve_apps.gateway import GatewayCore, NoRegionAvailable, Served
 
 logger = logging.getLogger("gridshift.http")
@@ -182,7 +183,7 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
             served = await core.serve(route, texts)
         except NoRegionAvailable as error:
             return JSONResponse(_error_body(str(error), "service_unavailable"), 503, headers={"Retry-After": "1"})
-        return JSONResponse(_embeddings_body(served, request.encoding_format), headers=_routing_headers(served))
+        return JSONResponse(embeddings_body(served.result, request.encoding_format), headers=_routing_headers(served))
 
     @app.get("/v1/route")
     async def route_explain(
@@ -281,8 +282,8 @@ async def _read_json(raw: Request, max_bytes: int) -> Any:
         raise ApiError(422, f"body is not valid JSON: {error}") from None
 
 
-def _embeddings_body(served: Served, encoding_format: str) -> dict[str, Any]:
-    result = served.result
+def embeddings_body(result: RegionalResult, encoding_format: str = "float") -> dict[str, Any]:
+    """The OpenAI embeddings answer for a region's result."""
     data = []
     for index, vector in enumerate(result.embeddings):
         embedding: Any = (

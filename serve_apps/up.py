@@ -30,7 +30,9 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     import ray
 
     # Keep the object store small: embeddings are tiny, and the fleet shares a 2-core, few-GiB machine.
+    # address="local": always a fresh cluster; without it ray.init would join one that `ray start` recorded.
     ray.init(
+        address="local",
         num_cpus=num_cpus,
         include_dashboard=False,
         object_store_memory=256 * 1024 * 1024,
@@ -55,15 +57,22 @@ def deploy(fleet: FleetConfig, admin_token: str, *, blocking_timeout_s: float = 
         route_prefix="/",
         blocking=False,
     )
-    deadline = time.monotonic() + blocking_timeout_s
+    wait_until_running(APP_NAME, blocking_timeout_s)
+
+
+def wait_until_running(app_name: str, timeout_s: float) -> None:
+    """Block until the Serve application is RUNNING; raise with Serve's message if it fails or times out."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
     while True:
-        status = serve.status().applications.get(APP_NAME)
+        status = serve.status().applications.get(app_name)
         if status is not None and status.status == "RUNNING":
             return
         if status is not None and status.status in ("DEPLOY_FAILED", "UNHEALTHY"):
-            raise RuntimeError(f"gridshift deployment failed: {status.message}")
+            raise RuntimeError(f"Serve application {app_name!r} failed: {status.message}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"gridshift deployment not running after {blocking_timeout_s:.0f} s")
+            raise RuntimeError(f"Serve application {app_name!r} not running after {timeout_s:.0f} s")
         time.sleep(0.5)
 
 
