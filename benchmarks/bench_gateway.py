@@ -452,6 +452,15 @@ class StillControl:
     async def clock_now_s(self) -> float:
         return 0.0
 
+    async def job_statuses(self) -> list[dict[str, object]]:
+        return []
+
+    async def pause_job(self, job_id: str) -> bool:  # noqa: ARG002 - the benchmark runs no batch jobs
+        return False
+
+    async def resume_job(self, job_id: str) -> bool:  # noqa: ARG002 - the benchmark runs no batch jobs
+        return False
+
 
 async def asgi_post(app: Any, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
     """One POST through an ASGI app, no sockets: what the Serve replica does with a proxied request."""

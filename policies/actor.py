@@ -7,6 +7,7 @@ from typing import Any, cast
 import ray
 from ray.actor import ActorHandle
 
+from policies.batch_gate import GateAnswer, JobProgress, job_status
 from policies.control import ControlPlane, ControlState
 from router.clock import WallClock, clock_for_source
 from router.config import FleetConfig, Knobs, parse_fleet
@@ -51,6 +52,26 @@ class ControlActor:
 
     def clock_now_s(self) -> float:
         return self._plane.clock.now_s()
+
+    def batch_gate(self, progress: JobProgress) -> GateAnswer:
+        return self._plane.batch_gate(progress)
+
+    def batch_report(self, progress: JobProgress) -> None:
+        self._plane.batch_report(progress)
+
+    def pause_job(self, job_id: str) -> bool:
+        return self._plane.pause_job(job_id)
+
+    def resume_job(self, job_id: str) -> bool:
+        return self._plane.resume_job(job_id)
+
+    def job_statuses(self) -> list[dict[str, object]]:
+        now_s = self._plane.clock.now_s()
+        speedup = self._plane.fleet.signal_source.speedup
+        return [
+            job_status(progress, now_s, speedup, job_id in self._plane.paused_jobs)
+            for job_id, progress in sorted(self._plane.jobs.items())
+        ]
 
 
 def get_or_create_control_actor(fleet: FleetConfig) -> ActorHandle[ControlActor]:

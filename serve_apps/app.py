@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -11,6 +12,8 @@ from ray import serve
 from ray.actor import ActorHandle
 from ray.serve import Application
 
+from batch.driver import launch_in_cluster
+from batch.spec import BatchJobSpec
 from policies.actor import ControlActor, get_or_create_control_actor
 from policies.control import ControlState
 from router.config import FleetConfig, ServingConfig, load_fleet, load_rtt_matrix, parse_fleet
@@ -53,6 +56,29 @@ class RayControlSource:
         now: float = await self._actor.clock_now_s.remote()
         return now
 
+    async def job_statuses(self) -> list[dict[str, object]]:
+        statuses: list[dict[str, object]] = await self._actor.job_statuses.remote()
+        return statuses
+
+    async def pause_job(self, job_id: str) -> bool:
+        known: bool = await self._actor.pause_job.remote(job_id)
+        return known
+
+    async def resume_job(self, job_id: str) -> bool:
+        known: bool = await self._actor.resume_job.remote(job_id)
+        return known
+
+
+class RayBatchLauncher:
+    """Launches submitted jobs as detached actors in this cluster."""
+
+    def __init__(self, fleet: FleetConfig) -> None:
+        self._fleet = fleet
+
+    async def launch(self, spec: BatchJobSpec) -> None:
+        # Validation reads the input and imports the pipeline: off the event loop.
+        await asyncio.to_thread(launch_in_cluster, spec, self._fleet)
+
 
 @serve.deployment(max_ongoing_requests=1024)
 @serve.ingress()
@@ -70,7 +96,9 @@ class Gateway:
             for region in fleet.regions
         }
         control = RayControlSource(get_or_create_control_actor(fleet))
-        self.core = GatewayCore(fleet, load_rtt_matrix(fleet.latency), control, backends)
+        self.core = GatewayCore(
+            fleet, load_rtt_matrix(fleet.latency), control, backends, batch_launcher=RayBatchLauncher(fleet)
+        )
         self._admin_token_sha256 = admin_token_sha256
 
     def __serve_build_asgi_app__(self) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -116,9 +117,44 @@ class GridshiftClient:
             raise GridshiftClientError(error.code, _error_message(error.read())) from None
 
     def regions(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.base_url}/v1/regions", timeout=self.timeout_s) as response:
-            body: dict[str, Any] = json.loads(response.read())
-            return body
+        return self._call("GET", "/v1/regions")
+
+    # Batch jobs (admin calls need the token) ------------------------------------------------------------
+
+    def submit_job(self, spec: Mapping[str, Any], admin_token: str) -> dict[str, Any]:
+        return self._call("POST", "/v1/batch/jobs", spec, admin_token)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        jobs: list[dict[str, Any]] = self._call("GET", "/v1/batch/jobs")["jobs"]
+        return jobs
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/batch/jobs/{urllib.parse.quote(job_id)}")
+
+    def pause_job(self, job_id: str, admin_token: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/batch/jobs/{urllib.parse.quote(job_id)}/pause", None, admin_token)
+
+    def resume_job(self, job_id: str, admin_token: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/batch/jobs/{urllib.parse.quote(job_id)}/resume", None, admin_token)
+
+    def _call(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None, admin_token: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if admin_token is not None:
+            headers["Authorization"] = f"Bearer {admin_token}"
+        request = urllib.request.Request(
+            f"{self.base_url}{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            headers=headers,
+            method=method,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                answer: dict[str, Any] = json.loads(response.read())
+                return answer
+        except urllib.error.HTTPError as error:
+            raise GridshiftClientError(error.code, _error_message(error.read())) from None
 
 
 class AsyncGridshiftClient:

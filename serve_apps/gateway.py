@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from batch.spec import BatchJobSpec
 from policies.control import ControlState
 from router.config import FleetConfig, RoutingMode
 from router.events import DREvent
@@ -39,6 +40,18 @@ class ControlSource(Protocol):
     async def list_events(self) -> list[DREvent]: ...
 
     async def clock_now_s(self) -> float: ...
+
+    async def job_statuses(self) -> list[dict[str, object]]: ...
+
+    async def pause_job(self, job_id: str) -> bool: ...
+
+    async def resume_job(self, job_id: str) -> bool: ...
+
+
+class BatchLauncher(Protocol):
+    """Starts a validated batch job in the cluster."""
+
+    async def launch(self, spec: BatchJobSpec) -> None: ...
 
 
 class NoRegionAvailable(Exception):
@@ -87,6 +100,7 @@ class GatewayCore:
         monotonic_s: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        batch_launcher: BatchLauncher | None = None,
     ) -> None:
         self.fleet = fleet
         self.rtt_ms = rtt_ms
@@ -102,6 +116,7 @@ class GatewayCore:
         self._monotonic_s = monotonic_s
         self._rng = rng or random.Random()
         self._sleep = sleep
+        self.batch_launcher = batch_launcher
         self._tasks: list[asyncio.Task[None]] = []
 
     # Control state ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -18,9 +19,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from batch.spec import BatchJobSpec
 from policies.control import ControlState
 from router.config import UtcDatetime
-from router.errors import UnknownRegionError
+from router.errors import GridshiftError, UnknownRegionError
 from router.events import DREvent
 from router.routing import decision_to_dict, request_to_dict
 from router.state import snapshot_to_dict
@@ -262,6 +264,51 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
             raise ApiError(404, f"no event {event_id!r}", param="event_id")
         await core.refresh()
         return {"cleared": cleared.model_dump(mode="json")}
+
+    @app.post("/v1/batch/jobs", status_code=202)
+    async def submit_job(raw: Request, authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+        check_admin(authorization)
+        if core.batch_launcher is None:
+            raise ApiError(404, "this gateway does not run batch jobs")
+        body = await _read_json(raw, max_bytes=16_384)
+        if isinstance(body, dict) and "job_id" not in body:
+            body = {**body, "job_id": uuid.uuid4().hex[:12]}
+        try:
+            spec = BatchJobSpec.model_validate(body)
+        except ValidationError as error:
+            raise RequestValidationError(error.errors()) from None
+        if spec.region not in fleet.region_names:
+            raise ApiError(
+                422, f"region: {spec.region!r} is not in the fleet {list(fleet.region_names)}", param="region"
+            )
+        try:
+            await core.batch_launcher.launch(spec)
+        except GridshiftError as error:  # bad pipeline, unreadable input, unusable output
+            raise ApiError(422, str(error)) from None
+        return {"job_id": spec.job_id, "state": "submitted"}
+
+    @app.get("/v1/batch/jobs")
+    async def list_jobs() -> dict[str, Any]:
+        return {"jobs": await core.control.job_statuses()}
+
+    @app.get("/v1/batch/jobs/{job_id}")
+    async def get_job(job_id: str) -> dict[str, Any]:
+        for status in await core.control.job_statuses():
+            if status["job_id"] == job_id:
+                return status
+        raise ApiError(404, f"no batch job {job_id!r}", param="job_id")
+
+    @app.post("/v1/batch/jobs/{job_id}/{action}")
+    async def control_job(
+        job_id: str, action: str, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        check_admin(authorization)
+        if action not in ("pause", "resume"):
+            raise ApiError(404, f"unknown action {action!r}: use pause or resume", param="action")
+        known = await (core.control.pause_job(job_id) if action == "pause" else core.control.resume_job(job_id))
+        if not known:
+            raise ApiError(404, f"no batch job {job_id!r}", param="job_id")
+        return {"job_id": job_id, "requested": action}
 
     return app
 

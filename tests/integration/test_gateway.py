@@ -133,6 +133,13 @@ def test_killed_regional_replica_costs_no_failed_tolerant_requests(deployed: Dep
     ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=False)
     statuses = [_embed(deployed).status_code for _ in range(20)]
     assert statuses == [200] * 20
+    # Serve restarts the replica and the gateway's probe marks the region healthy again; wait for it so the
+    # tests after this one see the whole fleet.
+    deadline = time.monotonic() + 120
+    while httpx.get(f"{deployed.url}/healthz").json()["regions_down"]:
+        assert time.monotonic() < deadline, "us-west-2 never came back after its replica was killed"
+        time.sleep(0.5)
+    assert _embed(deployed).headers["X-Gridshift-Region"] == "us-west-2"
 
 
 def test_python_clients_expose_the_routing_answer(deployed: Deployed) -> None:

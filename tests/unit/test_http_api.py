@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from batch.runner import validate_spec
+from batch.spec import BatchJobSpec
+from policies.batch_gate import JobProgress, job_status
 from policies.control import ControlPlane
 from router.clock import FixedClock
 from router.config import load_fleet, load_rtt_matrix
@@ -67,6 +71,31 @@ class InProcessControl:
     async def clock_now_s(self) -> float:
         return self.plane.clock.now_s()
 
+    async def job_statuses(self) -> list[dict[str, object]]:
+        now_s, speedup = self.plane.clock.now_s(), self.plane.fleet.signal_source.speedup
+        return [job_status(p, now_s, speedup, j in self.plane.paused_jobs) for j, p in self.plane.jobs.items()]
+
+    async def pause_job(self, job_id: str) -> bool:
+        return self.plane.pause_job(job_id)
+
+    async def resume_job(self, job_id: str) -> bool:
+        return self.plane.resume_job(job_id)
+
+
+class RecordingLauncher:
+    """Records launched jobs and registers them with the control plane as a runner's first report would."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        self.launched: list[BatchJobSpec] = []
+
+    async def launch(self, spec: BatchJobSpec) -> None:
+        validate_spec(spec)
+        self.launched.append(spec)
+        self.plane.batch_report(
+            JobProgress(spec.job_id, spec.region, spec.signal, spec.deadline.timestamp(), "running", 0, 10, 20.0)
+        )
+
 
 @pytest.fixture(scope="module")
 def context() -> FleetContext:
@@ -85,7 +114,9 @@ def client(context: FleetContext, regions: dict[str, FakeRegion]) -> Iterator[Te
         update={"gateway": context.fleet.gateway.model_copy(update={"wan_emulation": False})}
     )
     plane = ControlPlane(FleetContext(fleet, context.trace, context.rtt_ms), FixedClock(PEAK_S), FixedClock(0.0))
-    core = GatewayCore(fleet, load_rtt_matrix(fleet.latency), InProcessControl(plane), regions)
+    core = GatewayCore(
+        fleet, load_rtt_matrix(fleet.latency), InProcessControl(plane), regions, batch_launcher=RecordingLauncher(plane)
+    )
     with TestClient(create_app(core, admin_token_digest(TOKEN)), raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -286,3 +317,55 @@ def test_wan_emulation_adds_the_real_round_trip_to_the_serving_region(
         response = _embed(test_client)
     assert response.headers["X-Gridshift-Region"] == "us-west-2"
     assert slept[-1] == pytest.approx(context.rtt_ms["us-west-1"]["us-west-2"] / 1000)
+
+
+def test_batch_jobs_over_http(client: TestClient, tmp_path: Path) -> None:
+    corpus = tmp_path / "in.txt"
+    corpus.write_text("a\nb\n")
+    spec = {
+        "pipeline": "example_pipelines.uppercase:uppercase",
+        "input": str(corpus),
+        "output": str(tmp_path / "out"),
+        "deadline": "2022-09-07T12:00:00Z",
+        "region": "us-west-2",
+    }
+    assert client.post("/v1/batch/jobs", json=spec).status_code == 401
+    submitted = client.post("/v1/batch/jobs", json=spec, headers=ADMIN)
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["job_id"]
+    status = client.get(f"/v1/batch/jobs/{job_id}").json()
+    assert (status["state"], status["rows_total"], status["deadline"]) == ("running", 10, "2022-09-07T12:00:00Z")
+    assert [job["job_id"] for job in client.get("/v1/batch/jobs").json()["jobs"]] == [job_id]
+    assert client.post(f"/v1/batch/jobs/{job_id}/pause", headers=ADMIN).json()["requested"] == "pause"
+    assert client.get(f"/v1/batch/jobs/{job_id}").json()["paused_by_operator"] is True
+    assert client.post(f"/v1/batch/jobs/{job_id}/resume", headers=ADMIN).status_code == 200
+    assert client.post(f"/v1/batch/jobs/{job_id}/explode", headers=ADMIN).status_code == 404
+    assert client.get("/v1/batch/jobs/unknown").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "fragment"),
+    [
+        ({"pipeline": "nope"}, 422, "pipeline"),
+        ({"pipeline": "no_such_module_xyz:f"}, 422, "cannot import module"),
+        ({"input": "/nonexistent/in.txt"}, 422, "cannot read"),
+        ({"region": "mars-north-1"}, 422, "not in the fleet"),
+        ({"deadline": "tomorrow"}, 422, "deadline"),
+    ],
+)
+def test_bad_batch_jobs_are_422(
+    client: TestClient, tmp_path: Path, change: dict[str, str], status: int, fragment: str
+) -> None:
+    corpus = tmp_path / "in.txt"
+    corpus.write_text("a\n")
+    spec = {
+        "pipeline": "example_pipelines.uppercase:uppercase",
+        "input": str(corpus),
+        "output": str(tmp_path / "out"),
+        "deadline": "2022-09-07T12:00:00Z",
+        "region": "us-west-2",
+        **change,
+    }
+    response = client.post("/v1/batch/jobs", json=spec, headers=ADMIN)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["error"]["message"]

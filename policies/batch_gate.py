@@ -1,0 +1,112 @@
+"""Batch gate (pure): before each shard, run or pause, from the operator, the plan's slack, grid stress and the plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Pause a job's shards while its region is at this stress level or above (unless its slack has run out).
+PAUSE_STRESS_LEVEL = 2
+# Longest a paused runner sleeps between gate checks, wall seconds: a pause or resume takes effect this fast.
+MAX_POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class BatchKnobs:
+    """What a shard runs with, read from the control state when the shard starts."""
+
+    batch_size: int
+    precision: str
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """A runner's report: where its job stands (plain values: the control plane sits below the batch layer)."""
+
+    job_id: str
+    region: str
+    signal: str  # carbon | price | headroom: what the job's plan optimises
+    deadline_s: float  # control-clock time
+    state: str  # running | paused | done | failed | stopped
+    rows_done: int
+    rows_total: int
+    rows_per_second: float  # measured wall throughput
+    reason: str = ""
+    resume_at_s: float | None = None  # control-clock time the runner expects to resume
+
+    @property
+    def rows_left(self) -> int:
+        return self.rows_total - self.rows_done
+
+
+@dataclass(frozen=True)
+class PlanVerdict:
+    """What the window plan says about now."""
+
+    run: bool
+    forced: bool  # slack has run out: run regardless of the grid
+    reason: str
+    resume_at_s: float | None
+
+
+@dataclass(frozen=True)
+class GateAnswer:
+    run: bool
+    reason: str
+    resume_at_s: float | None
+    knobs: BatchKnobs
+    poll_s: float
+
+
+def decide_gate(
+    *,
+    manual_pause: bool,
+    verdict: PlanVerdict,
+    stress_level: int,
+    knobs: BatchKnobs,
+    now_s: float,
+    speedup: float,
+) -> GateAnswer:
+    """The gate's rule, in order: an operator's pause wins; then a job out of slack runs whatever the grid
+    says (a feasible deadline is never missed because of pausing); then grid stress pauses; then the plan."""
+
+    def pause(reason: str, resume_at_s: float | None) -> GateAnswer:
+        wait_s = MAX_POLL_S if resume_at_s is None else (resume_at_s - now_s) / speedup
+        return GateAnswer(False, reason, resume_at_s, knobs, min(MAX_POLL_S, max(wait_s, 0.05)))
+
+    if manual_pause:
+        return pause("paused by an operator", None)
+    if verdict.forced:
+        return GateAnswer(True, verdict.reason, None, knobs, 0.0)
+    if stress_level >= PAUSE_STRESS_LEVEL:
+        return pause(f"grid stress {stress_level} in the job's region", verdict.resume_at_s)
+    if not verdict.run:
+        return pause(verdict.reason, verdict.resume_at_s)
+    return GateAnswer(True, verdict.reason, None, knobs, 0.0)
+
+
+def job_status(progress: JobProgress, now_s: float, speedup: float, paused_by_operator: bool) -> dict[str, object]:
+    """A job's status for operators (CLI and HTTP): state, progress, and expected finish against the deadline.
+
+    Times are on the control clock (trace time under replay). The expected finish assumes the job runs from
+    its expected resume time (or now) at its measured throughput, without further pauses.
+    """
+    from router.trace import iso
+
+    start_s = progress.resume_at_s if progress.state == "paused" and progress.resume_at_s else now_s
+    left_s = progress.rows_left / progress.rows_per_second * speedup if progress.rows_per_second > 0 else None
+    finish_s = None if progress.state == "done" or left_s is None else start_s + left_s
+    return {
+        "job_id": progress.job_id,
+        "region": progress.region,
+        "state": progress.state,
+        "paused_by_operator": paused_by_operator,
+        "reason": progress.reason,
+        "rows_done": progress.rows_done,
+        "rows_total": progress.rows_total,
+        "rows_per_second": round(progress.rows_per_second, 3),
+        "expected_resume": None if progress.resume_at_s is None else iso(progress.resume_at_s),
+        "expected_finish": None if finish_s is None else iso(finish_s),
+        "deadline": iso(progress.deadline_s),
+        "on_track": progress.state == "done" or (finish_s is not None and finish_s <= progress.deadline_s),
+        "signal": progress.signal,
+    }
