@@ -129,6 +129,10 @@ class GatewayCore:
         self.last_sync_s = self._monotonic_s()
         if newer is None:
             return False
+        if self.state is not None and newer.events != self.state.events:
+            # Stickiness damps noise in headroom; a DR event posted or cleared is a deliberate change, so routing
+            # re-decides from scratch (else an origin in the hysteresis band would keep traffic after a clear).
+            self._previous_eligible.clear()
         self.state = newer
         return True
 

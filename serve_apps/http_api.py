@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -244,7 +245,9 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
             raise ApiError(
                 422, f"region: {spec.region!r} is not in the fleet {list(fleet.region_names)}", param="region"
             )
-        start = spec.start or datetime.fromtimestamp(await core.control.clock_now_s(), tz=UTC)
+        # "Now" floored to the second: the control plane evaluates events at whole seconds, so an event that
+        # started at a fractional now would stay inactive until the next second.
+        start = spec.start or datetime.fromtimestamp(math.floor(await core.control.clock_now_s()), tz=UTC)
         try:
             event = DREvent(region=spec.region, level=spec.level, start=start, end=spec.end, source=spec.source)
         except ValidationError as error:

@@ -16,70 +16,18 @@ from fastapi.testclient import TestClient
 
 from batch.runner import validate_spec
 from batch.spec import BatchJobSpec
-from policies.batch_gate import JobProgress, job_status
+from policies.batch_gate import JobProgress
 from policies.control import ControlPlane
 from router.clock import FixedClock
 from router.config import load_fleet, load_rtt_matrix
 from router.state import FleetContext, load_context
-from serve_apps.backends import BackendError, RegionalResult
 from serve_apps.gateway import GatewayCore
 from serve_apps.http_api import admin_token_digest, create_app
+from tests.fakes import FakeRegion, InProcessControl
 
 PEAK_S = 1_662_512_400  # 2022-09-07T01:00Z
 TOKEN = "test-admin-token-0123456789"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
-
-
-class FakeRegion:
-    """A region backend answering deterministic vectors; can be told to fail."""
-
-    def __init__(self, region: str) -> None:
-        self.region = region
-        self.failing = False
-        self.calls = 0
-
-    async def embed(self, texts: list[str], timeout_s: float) -> RegionalResult:  # noqa: ARG002 - answers at once
-        self.calls += 1
-        if self.failing:
-            raise BackendError(f"{self.region}: down")
-        vectors = np.array([[len(text), 1.0, 0.0] for text in texts], dtype=np.float32)
-        return RegionalResult(self.region, vectors, "fp32", sum(len(t.split()) for t in texts), "fake-model")
-
-    async def close(self) -> None:
-        return None
-
-
-class InProcessControl:
-    """ControlSource over a ControlPlane in this process (the same object the actor wraps)."""
-
-    def __init__(self, plane: ControlPlane) -> None:
-        self.plane = plane
-
-    async def sync(self, gateway_id, in_flight, unhealthy, known_version):
-        self.plane.report(gateway_id, in_flight, frozenset(unhealthy))
-        return self.plane.state(known_version)
-
-    async def post_event(self, event):
-        return self.plane.post_event(event)
-
-    async def clear_event(self, event_id):
-        return self.plane.clear_event(event_id)
-
-    async def list_events(self):
-        return list(self.plane.events.values())
-
-    async def clock_now_s(self) -> float:
-        return self.plane.clock.now_s()
-
-    async def job_statuses(self) -> list[dict[str, object]]:
-        now_s, speedup = self.plane.clock.now_s(), self.plane.fleet.signal_source.speedup
-        return [job_status(p, now_s, speedup, j in self.plane.paused_jobs) for j, p in self.plane.jobs.items()]
-
-    async def pause_job(self, job_id: str) -> bool:
-        return self.plane.pause_job(job_id)
-
-    async def resume_job(self, job_id: str) -> bool:
-        return self.plane.resume_job(job_id)
 
 
 class RecordingLauncher:
@@ -369,3 +317,28 @@ def test_bad_batch_jobs_are_422(
     response = client.post("/v1/batch/jobs", json=spec, headers=ADMIN)
     assert response.status_code == status, response.text
     assert fragment in response.json()["error"]["message"]
+
+
+def test_an_event_posted_at_a_fractional_now_takes_effect_at_once(
+    context: FleetContext, regions: dict[str, FakeRegion]
+) -> None:
+    fleet = context.fleet.model_copy(
+        update={"gateway": context.fleet.gateway.model_copy(update={"wan_emulation": False})}
+    )
+    plane = ControlPlane(FleetContext(fleet, context.trace, context.rtt_ms), FixedClock(PEAK_S + 0.5), FixedClock(0.0))
+    core = GatewayCore(fleet, context.rtt_ms, InProcessControl(plane), regions)
+    with TestClient(create_app(core, admin_token_digest(TOKEN))) as test_client:
+        assert _embed(test_client).headers["X-Gridshift-Region"] == "us-west-2"
+        posted = test_client.post("/v1/admin/events", json={"region": "us-west-2", "level": 3}, headers=ADMIN)
+        assert posted.status_code == 201
+        assert _embed(test_client).headers["X-Gridshift-Region"] != "us-west-2"
+
+
+def test_clearing_an_event_routes_afresh_instead_of_sticking_in_the_hysteresis_band(client: TestClient) -> None:
+    # From us-east-2 at the peak, us-west-2 leads the origin by 0.123: past the 0.1 origin margin, inside the
+    # 0.13 that a staying origin needs to be beaten by. Without a reset the origin would keep the traffic.
+    assert _embed(client, origin="us-east-2").headers["X-Gridshift-Region"] == "us-west-2"
+    posted = client.post("/v1/admin/events", json={"region": "us-west-2", "level": 3}, headers=ADMIN).json()
+    assert _embed(client, origin="us-east-2").headers["X-Gridshift-Region"] == "us-east-2"
+    client.delete(f"/v1/admin/events/{posted['event']['event_id']}", headers=ADMIN)
+    assert _embed(client, origin="us-east-2").headers["X-Gridshift-Region"] == "us-west-2"

@@ -1,0 +1,347 @@
+"""Locust users and load shape for gridshift: real-time and tolerant callers whose every answer is routing-checked.
+
+Run it through `python -m loadtests.run` (which starts the gateway, drives grid changes and writes the
+report), or directly: `locust -f loadtests/locustfile.py --headless -u 4 -r 2 -t 30s --host http://127.0.0.1:8000
+[--gridshift-plan plan.json]`. It must never import Ray (`serve_apps`, `policies.actor`): Ray imported before
+locust's gevent patching breaks gevent, so locust always runs in a process of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, ClassVar, TypeVar
+
+import gevent
+import requests
+from locust import HttpUser, LoadTestShape, events, task
+from locust.env import Environment
+from locust.event import EventHook
+
+from loadtests.checker import (
+    Check,
+    ControlView,
+    Observation,
+    Outcome,
+    RoutingChecker,
+    StateHistory,
+    parse_attempts,
+    parse_version,
+    view_from_regions_body,
+)
+from loadtests.scenarios import LoadPlan, check_caps, check_loopback, users_at
+from loadtests.summary import RequestRecord
+from router.config import FleetConfig, load_fleet, load_rtt_matrix
+
+logger = logging.getLogger("gridshift.loadtest")
+
+TEXTS = (
+    "the grid is stressed tonight",
+    "batch jobs can wait for a greener hour",
+    "route latency-tolerant inference to the region with headroom",
+    "a heat wave drives air conditioning load to a record peak",
+    "demand response asks large loads to step down",
+)
+REQUEST_TIMEOUT_S = 30.0
+FETCH_TRIES = 3  # reads of /v1/regions for a version newer than any seen
+# A suspected violation waits for fresh health evidence: at least one gateway refresh (0.2 s by default) plus
+# two polls, so a region the replica had just marked down shows in the control state, and at most a second.
+RECHECK_WAIT_S = 0.3
+RECHECK_MAX_S = 1.0
+
+
+_Handler = TypeVar("_Handler", bound=Callable[..., None])
+
+
+def _listens_to(hook: EventHook) -> Callable[[_Handler], _Handler]:
+    """`hook.add_listener` as a typed decorator (locust's event hooks are untyped)."""
+
+    def register(handler: _Handler) -> _Handler:
+        hook.add_listener(handler)  # type: ignore[no-untyped-call]
+        return handler
+
+    return register
+
+
+@_listens_to(events.init_command_line_parser)
+def _arguments(parser: Any) -> None:
+    parser.add_argument("--gridshift-plan", default="", help="load plan JSON written by loadtests.run")
+
+
+class LoadRun:
+    """Everything one locust environment shares: the plan, the checker, the polled control states, the records."""
+
+    _runs: ClassVar[weakref.WeakKeyDictionary[Environment, LoadRun]] = weakref.WeakKeyDictionary()
+
+    def __init__(self, environment: Environment, plan: LoadPlan, fleet: FleetConfig, host: str) -> None:
+        self.environment = environment
+        self.plan = plan
+        self.fleet = fleet
+        self.host = host
+        self.checker = RoutingChecker(fleet, load_rtt_matrix(fleet.latency))
+        self.history = StateHistory()
+        self.poll_errors = 0
+        self._session = requests.Session()
+        self._records: IO[str] | None = None
+        self._poller: Any = None
+        origins = plan.origins or dict.fromkeys(fleet.region_names, 1.0)
+        unknown = sorted(set(origins) - set(fleet.region_names))
+        if unknown:
+            raise ValueError(f"origins {unknown} are not regions of fleet {fleet.name!r}")
+        self._origins = list(origins)
+        self._origin_weights = list(origins.values())
+
+    @classmethod
+    def of(cls, environment: Environment) -> LoadRun:
+        run = cls.find(environment)
+        if run is None:
+            raise RuntimeError("no gridshift load run for this environment: start locust with this locustfile")
+        return run
+
+    @classmethod
+    def find(cls, environment: Environment) -> LoadRun | None:
+        return cls._runs.get(environment)
+
+    @classmethod
+    def install(cls, run: LoadRun) -> None:
+        cls._runs[run.environment] = run
+
+    # Lifecycle -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        path = Path(self.plan.records_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._records = path.open("a", encoding="utf-8")
+        self._write({"kind": "start", "t": time.time(), "scenario": self.plan.scenario, "host": self.host})
+        self.poll_once()  # a first state before the first answer arrives
+        self._poller = gevent.spawn(self._poll_forever)
+
+    def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.kill(block=False)
+            self._poller = None
+        if self._records is not None:
+            self._write(
+                {"kind": "stop", "t": time.time(), "polls": self.history.polls, "poll_errors": self.poll_errors}
+            )
+            self._records.close()
+            self._records = None
+
+    # Control state ---------------------------------------------------------------------------------------
+
+    def poll_once(self) -> None:
+        try:
+            response = self._session.get(f"{self.host}/v1/regions", timeout=5)
+            response.raise_for_status()
+            self.history.add(view_from_regions_body(response.json(), self.fleet, time.time()))
+        except (requests.RequestException, ValueError) as error:
+            self.poll_errors += 1
+            if self.poll_errors <= 3:
+                logger.warning("reading /v1/regions failed: %s", error)
+
+    def _poll_forever(self) -> None:
+        while True:
+            self.poll_once()
+            gevent.sleep(self.plan.poll_interval_s)
+
+    def view_for(self, version: int | None) -> ControlView | None:
+        """The state an answer names; a version newer than any seen is fetched now (it is the current one)."""
+        if version is None:
+            return None
+        for _ in range(FETCH_TRIES):
+            view = self.history.get(version)
+            latest = self.history.latest_version
+            if view is not None or (latest is not None and version < latest):
+                return view  # older than the newest seen and never seen itself: missed, reported as unchecked
+            self.poll_once()
+        return self.history.get(version)
+
+    # Requests ------------------------------------------------------------------------------------------
+
+    def pick_origin(self) -> str:
+        return random.choices(self._origins, self._origin_weights)[0]
+
+    def pick_budget_ms(self, workload_class: str) -> float:
+        budgets = self.plan.budgets_ms.get(workload_class)
+        if budgets:
+            return random.choice(budgets)
+        default = self.fleet.workload_classes[workload_class].latency_budget_ms
+        if default is None:
+            raise ValueError(f"class {workload_class!r} has no latency budget: it is not served per request")
+        return default
+
+    def judge(self, observation: Observation) -> Check:
+        now = time.time()
+        # Attempts before the last one failed: evidence that the gateway may already route around that region.
+        self.history.failed_attempts(observation.attempts[:-1], now)
+        view = self.view_for(observation.state_version)
+        check = self.checker.judge(observation, view, self.history.suspects(now))
+        if check.outcome is Outcome.VIOLATION and check.rule is not None and view is not None:
+            # The gateway's own health view runs up to one refresh ahead of the control state: before calling an
+            # answer wrong, give the polls a moment to show a region it had just marked down.
+            polls = self.history.polls
+            while time.time() < now + RECHECK_MAX_S and (
+                time.time() < now + RECHECK_WAIT_S or self.history.polls < polls + 2
+            ):
+                gevent.sleep(self.plan.poll_interval_s / 2)
+            check = self.checker.judge(observation, view, self.history.suspects(now))
+        return check
+
+    def record(self, record: RequestRecord) -> None:
+        self._write(record.to_json())
+
+    def _write(self, data: dict[str, Any]) -> None:
+        if self._records is not None:
+            self._records.write(json.dumps(data, separators=(",", ":")) + "\n")
+
+
+@_listens_to(events.init)
+def _on_init(environment: Environment, **_kwargs: Any) -> None:
+    options = environment.parsed_options
+    if options is None:
+        return  # run as a library (no command line): nothing to configure
+    try:
+        LoadRun.install(_configure(environment, options))
+    except (ValueError, OSError) as error:  # pydantic's ValidationError is a ValueError
+        # Locust logs and swallows exceptions from event handlers: a refused run must stop the process itself.
+        logger.error("gridshift load test refused: %s", error)
+        raise SystemExit(2) from None
+
+
+def _configure(environment: Environment, options: Any) -> LoadRun:
+    host = check_loopback(environment.host or options.host or "")
+    plan_file = options.gridshift_plan
+    plan = LoadPlan.model_validate_json(Path(plan_file).read_text()) if plan_file else LoadPlan()
+    if not options.run_time:
+        raise ValueError("a run time (-t) is required: load tests are bounded")
+    check_caps(int(options.num_users or 1), float(options.run_time), float(options.spawn_rate or 1), plan.user_rps)
+    fleet = load_fleet(plan.fleet_path)
+    for name in plan.workload_mix:
+        workload = fleet.workload_classes.get(name)
+        if workload is None or workload.latency_budget_ms is None:
+            raise ValueError(f"workload class {name!r} is not a per-request class of fleet {fleet.name!r}")
+    RealtimeUser.weight = plan.workload_mix.get("realtime", 0.0)
+    TolerantUser.weight = plan.workload_mix.get("tolerant", 0.0)
+    return LoadRun(environment, plan, fleet, host)
+
+
+@_listens_to(events.test_start)
+def _on_test_start(environment: Environment, **_kwargs: Any) -> None:
+    LoadRun.of(environment).start()
+
+
+@_listens_to(events.quitting)
+def _on_quitting(environment: Environment, **_kwargs: Any) -> None:
+    run = LoadRun.find(environment)
+    if run is not None:
+        run.stop()
+
+
+class GridshiftUser(HttpUser):
+    """A caller in one workload class, from origins drawn per request, paced to the plan's rate."""
+
+    abstract = True
+    workload_class: ClassVar[str]
+    _next_start_s: float = 0.0
+
+    def wait_time(self) -> float:
+        # Constant pacing: one request every 1 / user_rps seconds, however long the last one took.
+        interval = 1.0 / LoadRun.of(self.environment).plan.user_rps
+        now = time.monotonic()
+        self._next_start_s = max(self._next_start_s + interval, now)
+        return self._next_start_s - now
+
+    @task
+    def embed(self) -> None:
+        run = LoadRun.of(self.environment)
+        origin = run.pick_origin()
+        budget_ms = run.pick_budget_ms(self.workload_class)
+        headers = {
+            "X-Gridshift-Class": self.workload_class,
+            "X-Gridshift-Origin": origin,
+            "X-Gridshift-Latency-Budget-Ms": f"{budget_ms:g}",
+        }
+        body = {"input": random.sample(TEXTS, random.randint(1, 2)), "model": "all-MiniLM-L6-v2"}
+        sent_s = time.time()
+        with self.client.post(
+            "/v1/embeddings",
+            json=body,
+            headers=headers,
+            name=f"/v1/embeddings [{self.workload_class}]",
+            catch_response=True,
+            timeout=REQUEST_TIMEOUT_S,
+        ) as response:
+            done_s = time.time()
+            status = int(response.status_code or 0)
+            error = ""
+            if not 200 <= status < 300:
+                error = str(response.error or response.text[:200])
+            observation = Observation(
+                origin=origin,
+                workload_class=self.workload_class,
+                latency_budget_ms=budget_ms,
+                status=status,
+                region=response.headers.get("X-Gridshift-Region"),
+                reason=response.headers.get("X-Gridshift-Reason"),
+                state_version=parse_version(response.headers.get("X-Gridshift-State-Version")),
+                attempts=parse_attempts(response.headers.get("X-Gridshift-Attempts")),
+                error=error,
+            )
+            check = run.judge(observation)
+            if check.outcome is Outcome.VIOLATION:
+                response.failure(check.failure_text())
+            else:
+                response.success()
+        run.record(
+            RequestRecord(
+                sent_s=sent_s,
+                done_s=done_s,
+                workload_class=self.workload_class,
+                origin=origin,
+                budget_ms=budget_ms,
+                status=status,
+                region=observation.region,
+                reason=observation.reason,
+                state_version=observation.state_version,
+                outcome=check.outcome,
+                rule=check.rule,
+                message=check.message,
+                intended=check.intended,
+            )
+        )
+
+
+class RealtimeUser(GridshiftUser):
+    """Real-time work (tens of ms): must run at its origin or the nearest healthy region."""
+
+    workload_class = "realtime"
+
+
+class TolerantUser(GridshiftUser):
+    """Latency-tolerant work: must run where the routing core could send it, given the grid."""
+
+    workload_class = "tolerant"
+
+
+class ScenarioShape(LoadTestShape):
+    """The plan's stages over locust's own -u users and -t run time; stops the run at -t."""
+
+    use_common_options = True
+
+    def tick(self) -> tuple[int, float] | None:
+        if self.runner is None:
+            return None
+        environment = self.runner.environment
+        options = environment.parsed_options
+        run_time = float(options.run_time or 0) if options else 0.0
+        elapsed = self.get_run_time()  # type: ignore[no-untyped-call]
+        if not run_time or elapsed >= run_time:
+            return None
+        users = int(options.num_users or 1) if options else 1
+        spawn_rate = float(options.spawn_rate or 1) if options else 1.0
+        return users_at(LoadRun.of(environment).plan.shape(), users, elapsed / run_time), spawn_rate
