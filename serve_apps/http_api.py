@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -122,6 +122,10 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
     async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(_error_body(str(error.detail), "invalid_request_error"), error.status_code)
 
+    def in_fleet(region: str) -> None:
+        if region not in fleet.region_names:
+            raise ApiError(422, f"region: {region!r} is not in the fleet {list(fleet.region_names)}", param="region")
+
     def check_admin(authorization: str | None) -> None:
         scheme, _, presented = (authorization or "").partition(" ")
         if admin_token_sha256 is None or scheme.lower() != "bearer" or not presented:
@@ -163,10 +167,7 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
             x_gridshift_class, x_gridshift_latency_budget_ms, x_gridshift_origin
         )
         body = await _read_json(raw, max_bytes=limits.max_input_items * (limits.max_input_chars * 4 + 16) + 4096)
-        try:
-            request = EmbeddingsRequest.model_validate(body)
-        except ValidationError as error:
-            raise RequestValidationError(error.errors()) from None
+        request = _validated(EmbeddingsRequest, body)
         texts = [request.input] if isinstance(request.input, str) else request.input
         if not texts:
             raise ApiError(422, "input: must not be empty", param="input")
@@ -237,14 +238,8 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
     async def post_event(raw: Request, authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         check_admin(authorization)
         body = await _read_json(raw, max_bytes=16_384)
-        try:
-            spec = EventRequest.model_validate(body)
-        except ValidationError as error:
-            raise RequestValidationError(error.errors()) from None
-        if spec.region not in fleet.region_names:
-            raise ApiError(
-                422, f"region: {spec.region!r} is not in the fleet {list(fleet.region_names)}", param="region"
-            )
+        spec = _validated(EventRequest, body)
+        in_fleet(spec.region)
         # "Now" floored to the second: the control plane evaluates events at whole seconds, so an event that
         # started at a fractional now would stay inactive until the next second.
         start = spec.start or datetime.fromtimestamp(math.floor(await core.control.clock_now_s()), tz=UTC)
@@ -276,19 +271,13 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
         body = await _read_json(raw, max_bytes=16_384)
         if isinstance(body, dict) and "job_id" not in body:
             body = {**body, "job_id": uuid.uuid4().hex[:12]}
+        job = _validated(BatchJobSpec, body)
+        in_fleet(job.region)
         try:
-            spec = BatchJobSpec.model_validate(body)
-        except ValidationError as error:
-            raise RequestValidationError(error.errors()) from None
-        if spec.region not in fleet.region_names:
-            raise ApiError(
-                422, f"region: {spec.region!r} is not in the fleet {list(fleet.region_names)}", param="region"
-            )
-        try:
-            await core.batch_launcher.launch(spec)
+            await core.batch_launcher.launch(job)
         except GridshiftError as error:  # bad pipeline, unreadable input, unusable output
             raise ApiError(422, str(error)) from None
-        return {"job_id": spec.job_id, "state": "submitted"}
+        return {"job_id": job.job_id, "state": "submitted"}
 
     @app.get("/v1/batch/jobs")
     async def list_jobs() -> dict[str, Any]:
@@ -314,6 +303,17 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
         return {"job_id": job_id, "requested": action}
 
     return app
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _validated(model: type[Model], body: Any) -> Model:
+    """The body as `model`, or a 422 with field errors (the same shape FastAPI gives its own validation)."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        raise RequestValidationError(error.errors()) from None
 
 
 async def _read_json(raw: Request, max_bytes: int) -> Any:
