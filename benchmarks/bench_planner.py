@@ -29,11 +29,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
 
+from benchmarks.forecast_mape import utc_s
 from policies.planner import (
     DEFAULT_PLANNER_CONFIG,
     SIGNAL_UNITS,
@@ -55,10 +55,6 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
-def _utc_s(year: int, month: int, day: int) -> int:
-    return int(datetime(year, month, day, tzinfo=UTC).timestamp())
-
-
 @dataclass(frozen=True)
 class Job:
     release_s: int
@@ -77,8 +73,8 @@ class Case:
 
 
 CASES = (
-    Case(PlanSignal.CARBON, "grid_2022.csv.gz", _utc_s(2022, 1, 8), _utc_s(2022, 12, 31)),
-    Case(PlanSignal.PRICE, "prices_2023.csv.gz", _utc_s(2023, 1, 8), _utc_s(2023, 12, 31)),
+    Case(PlanSignal.CARBON, "grid_2022.csv.gz", utc_s(2022, 1, 8), utc_s(2022, 12, 31)),
+    Case(PlanSignal.PRICE, "prices_2023.csv.gz", utc_s(2023, 1, 8), utc_s(2023, 12, 31)),
 )
 
 MAX_WORK_H = 8

@@ -39,7 +39,7 @@ NAIVE = ("seasonal_naive_24h", "seasonal_naive_168h")
 PUBLISHED = "published_day_ahead"
 
 
-def _utc_s(year: int, month: int, day: int) -> int:
+def utc_s(year: int, month: int, day: int) -> int:
     return int(datetime(year, month, day, tzinfo=UTC).timestamp())
 
 
@@ -110,7 +110,7 @@ def run() -> list[Row]:
     rows: list[Row] = []
 
     grid = load_trace(packaged_data("traces/grid_2022.csv.gz"))
-    start, end = _utc_s(2022, 1, 1), _utc_s(2023, 1, 1)
+    start, end = utc_s(2022, 1, 1), utc_s(2023, 1, 1)
     for column in ("demand_mw", "carbon_g_per_kwh"):
         for zone in grid.zones:
             rows.append(_compare("a", grid, "grid_2022", zone, column, NAIVE, start, end))
@@ -118,7 +118,7 @@ def run() -> list[Row]:
     published = load_trace(packaged_data("traces/demand_forecast_2015_2019.csv.gz"))
     # The file spans 2015-07-02 .. 2019-07-01; start a week in so the weekly lag has history. PJM's first
     # weeks carry no forecast (wrong values were blanked), which only lowers its n.
-    start, end = _utc_s(2015, 7, 9), _utc_s(2019, 7, 2)
+    start, end = utc_s(2015, 7, 9), utc_s(2019, 7, 2)
     for zone in ("CISO", "ERCO", "PJM"):
         rows.append(
             _compare("b", published, "demand_forecast_2015_2019", zone, "demand_mw", (PUBLISHED, *NAIVE), start, end)
@@ -127,7 +127,7 @@ def run() -> list[Row]:
     prices = load_trace(packaged_data("traces/prices_2023.csv.gz"))
     # Prices start 2023-01-01; the first week is scored too, by the 24 h lag alone, then dropped by the
     # common-points rule because the weekly lag has nothing yet: start on 2023-01-08 for both.
-    start, end = _utc_s(2023, 1, 8), _utc_s(2024, 1, 1)
+    start, end = utc_s(2023, 1, 8), utc_s(2024, 1, 1)
     for zone in prices.zones:
         rows.append(_compare("c", prices, "prices_2023", zone, "price_usd_per_mwh", NAIVE, start, end))
     return rows

@@ -267,7 +267,7 @@ def test_wan_emulation_adds_the_real_round_trip_to_the_serving_region(
     assert slept[-1] == pytest.approx(context.rtt_ms["us-west-1"]["us-west-2"] / 1000)
 
 
-def test_batch_jobs_over_http(client: TestClient, tmp_path: Path) -> None:
+def _job(tmp_path: Path, **change: str) -> dict[str, str]:
     corpus = tmp_path / "in.txt"
     corpus.write_text("a\nb\n")
     spec = {
@@ -277,6 +277,11 @@ def test_batch_jobs_over_http(client: TestClient, tmp_path: Path) -> None:
         "deadline": "2022-09-07T12:00:00Z",
         "region": "us-west-2",
     }
+    return {**spec, **change}
+
+
+def test_batch_jobs_over_http(client: TestClient, tmp_path: Path) -> None:
+    spec = _job(tmp_path)
     assert client.post("/v1/batch/jobs", json=spec).status_code == 401
     submitted = client.post("/v1/batch/jobs", json=spec, headers=ADMIN)
     assert submitted.status_code == 202, submitted.text
@@ -304,16 +309,7 @@ def test_batch_jobs_over_http(client: TestClient, tmp_path: Path) -> None:
 def test_bad_batch_jobs_are_422(
     client: TestClient, tmp_path: Path, change: dict[str, str], status: int, fragment: str
 ) -> None:
-    corpus = tmp_path / "in.txt"
-    corpus.write_text("a\n")
-    spec = {
-        "pipeline": "example_pipelines.uppercase:uppercase",
-        "input": str(corpus),
-        "output": str(tmp_path / "out"),
-        "deadline": "2022-09-07T12:00:00Z",
-        "region": "us-west-2",
-        **change,
-    }
+    spec = _job(tmp_path, **change)
     response = client.post("/v1/batch/jobs", json=spec, headers=ADMIN)
     assert response.status_code == status, response.text
     assert fragment in response.json()["error"]["message"]
