@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from router.config import FleetConfig, RoutingMode
-from router.routing import RegionState, RouteDecision, RouteRequest, choose_region
+from router.routing import RegionState, RouteDecision, RouteRequest, StickyRouter, choose_region
 
 FAILOVER_PREFIX = "failover:"
 HEADROOM_ROUNDING = 0.00005  # /v1/regions publishes headroom rounded to four decimals
@@ -191,7 +191,7 @@ class RoutingChecker:
     def __init__(self, fleet: FleetConfig, rtt_ms: Mapping[str, Mapping[str, float]]) -> None:
         self.fleet = fleet
         self.rtt_ms = rtt_ms
-        self._previous_eligible: dict[tuple[str, str], frozenset[str]] = {}
+        self._router = StickyRouter(rtt_ms, fleet.routing)
 
     def judge(
         self, observation: Observation, view: ControlView | None, suspects: frozenset[str] = frozenset()
@@ -300,18 +300,8 @@ class RoutingChecker:
         return class_rule, f"the routing core could choose only {_names(choices)}"
 
     def _intended(self, request: RouteRequest, states: Sequence[RegionState]) -> tuple[tuple[str, float], ...]:
-        # Mirror the gateway's stickiness memory, so the intended split is what a replica in steady state draws from.
-        key = (request.origin, request.workload_class)
-        decision = choose_region(
-            request,
-            states,
-            self.rtt_ms,
-            self.fleet.routing,
-            previous_eligible=self._previous_eligible.get(key, frozenset()),
-            explain=False,
-        )
-        self._previous_eligible[key] = frozenset(name for name, _ in decision.eligible)
-        return decision.eligible
+        # The gateway's own sticky router, so the intended split is what a replica in steady state draws from.
+        return self._router.decide(request, states).eligible
 
     def _header_problem(self, obs: Observation) -> str:
         if not obs.region:

@@ -336,6 +336,37 @@ def _decision(
     )
 
 
+class StickyRouter:
+    """`choose_region` with the anti-flap memory a serving replica keeps: per (origin, class), the eligible set of
+    its last decision, passed back as `previous_eligible`. The gateway routes with it; the load-test checker uses
+    it to know which split a replica in steady state intends. The memory is explicit state, not a global."""
+
+    def __init__(self, rtt_ms: Mapping[str, Mapping[str, float]], config: RoutingConfig) -> None:
+        self.rtt_ms = rtt_ms
+        self.config = config
+        self._previous_eligible: dict[tuple[str, str], frozenset[str]] = {}
+
+    def decide(
+        self, request: RouteRequest, regions: Sequence[RegionState], *, draw: float = 0.0, explain: bool = False
+    ) -> RouteDecision:
+        key = (request.origin, request.workload_class)
+        decision = choose_region(
+            request,
+            regions,
+            self.rtt_ms,
+            self.config,
+            previous_eligible=self._previous_eligible.get(key, frozenset()),
+            draw=draw,
+            explain=explain,
+        )
+        self._previous_eligible[key] = frozenset(name for name, _ in decision.eligible)
+        return decision
+
+    def forget(self) -> None:
+        """Drop the memory: the next decision for every key is made from scratch."""
+        self._previous_eligible.clear()
+
+
 def request_to_dict(request: RouteRequest) -> dict[str, object]:
     return {
         "origin": request.origin,

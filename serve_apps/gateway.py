@@ -20,7 +20,7 @@ from batch.spec import BatchJobSpec
 from policies.control import ControlState
 from router.config import FleetConfig, RoutingMode
 from router.events import DREvent
-from router.routing import RouteDecision, RouteRequest, choose_region
+from router.routing import RouteDecision, RouteRequest, StickyRouter
 from serve_apps.backends import BackendError, RegionalResult, RegionBackend
 
 logger = logging.getLogger("gridshift.gateway")
@@ -112,7 +112,7 @@ class GatewayCore:
         self.served_by_region: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
         self.state: ControlState | None = None
         self.last_sync_s: float | None = None
-        self._previous_eligible: dict[tuple[str, str], frozenset[str]] = {}
+        self._router = StickyRouter(rtt_ms, fleet.routing)
         self._monotonic_s = monotonic_s
         self._rng = rng or random.Random()
         self._sleep = sleep
@@ -132,7 +132,7 @@ class GatewayCore:
         if self.state is not None and newer.events != self.state.events:
             # Stickiness damps noise in headroom; a DR event posted or cleared is a deliberate change, so routing
             # re-decides from scratch (else an origin in the hysteresis band would keep traffic after a clear).
-            self._previous_eligible.clear()
+            self._router.forget()
         self.state = newer
         return True
 
@@ -189,18 +189,7 @@ class GatewayCore:
     ) -> RouteDecision:
         # This replica's own view of health counts at once; the control state catches up on the next sync.
         states = [s if s.name not in self.health.down else replace(s, healthy=False) for s in state.snapshot.states]
-        key = (request.origin, request.workload_class)
-        decision = choose_region(
-            request,
-            states,
-            self.rtt_ms,
-            self.fleet.routing,
-            previous_eligible=self._previous_eligible.get(key, frozenset()),
-            draw=self._rng.random() if draw is None else draw,
-            explain=explain,
-        )
-        self._previous_eligible[key] = frozenset(name for name, _ in decision.eligible)
-        return decision
+        return self._router.decide(request, states, draw=self._rng.random() if draw is None else draw, explain=explain)
 
     async def serve(self, request: RouteRequest, texts: list[str]) -> Served:
         state = await self.ready_state()
