@@ -20,11 +20,11 @@ from types import FrameType
 from typing import Any
 
 from loadtests.scenarios import PEAK
-from router.config import FleetConfig, load_fleet, parse_fleet
+from router.config import ADMIN_TOKEN_ENV, FleetConfig, load_fleet, parse_fleet
 
 PREFIX = "LOADTEST-GATEWAY"
 DESCRIPTION = "A load test's own gateway: owns a local Ray cluster and the fleet, and kills regions on command."
-TOKEN_ENV = "GRIDSHIFT_ADMIN_TOKEN"
+TOKEN_ENV = ADMIN_TOKEN_ENV
 
 
 def loadtest_fleet(fleet_path: str | None, port: int, start: str, wan_emulation: bool) -> FleetConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -386,6 +387,15 @@ class FleetConfig(_Strict):
     @property
     def region_names(self) -> tuple[str, ...]:
         return tuple(region.name for region in self.regions)
+
+
+ADMIN_TOKEN_ENV = "GRIDSHIFT_ADMIN_TOKEN"
+"""Environment variable holding the gateway's admin bearer token when the fleet config sets none."""
+
+
+def configured_admin_token(gateway: GatewayConfig) -> str | None:
+    """The admin token from the config, else from $GRIDSHIFT_ADMIN_TOKEN (read when called, never at import)."""
+    return gateway.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None
 
 
 DEFAULT_FLEET_RESOURCE = "fleet_default.yaml"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +15,14 @@ from batch.driver import launch_in_cluster
 from batch.spec import BatchJobSpec
 from policies.actor import ControlActor, get_or_create_control_actor
 from policies.control import ControlState
-from router.config import FleetConfig, ServingConfig, load_fleet, load_rtt_matrix, parse_fleet
+from router.config import (
+    FleetConfig,
+    ServingConfig,
+    configured_admin_token,
+    load_fleet,
+    load_rtt_matrix,
+    parse_fleet,
+)
 from router.events import DREvent
 from serve_apps.backends import HandleBackend, HttpBackend, RegionBackend
 from serve_apps.gateway import GatewayCore
@@ -24,7 +30,6 @@ from serve_apps.http_api import admin_token_digest, create_app
 from serve_apps.regional import RegionalApp
 
 APP_NAME = "gridshift"
-ADMIN_TOKEN_ENV = "GRIDSHIFT_ADMIN_TOKEN"
 
 
 class RayControlSource:
@@ -169,7 +174,7 @@ def app_builder(args: dict[str, Any]) -> Application:
     API refuses every call)."""
     fleet = load_fleet(args.get("fleet"))
     digest = args.get("admin_token_sha256")
-    token = fleet.gateway.admin_token or os.environ.get(ADMIN_TOKEN_ENV)
+    token = configured_admin_token(fleet.gateway)
     if digest is None and token:
         digest = admin_token_digest(token)
     return build_app(fleet, digest)

@@ -15,7 +15,7 @@ from urllib.error import URLError
 from pydantic import ValidationError
 
 from router.clock import FixedClock, clock_for_source
-from router.config import load_fleet, parse_fleet, utc_now_from
+from router.config import ADMIN_TOKEN_ENV, load_fleet, parse_fleet, utc_now_from
 from router.errors import GridshiftError, UnknownRegionError
 from router.headroom import STRESS_NAMES
 from router.routing import RouteRequest, choose_region, decision_to_dict, request_to_dict
@@ -192,9 +192,6 @@ def cmd_up(args: argparse.Namespace) -> int:
         if value is not None:
             data[section][key] = value
     return run_up(parse_fleet(data, source="gridshift up flags"), duration_s=args.duration_s)
-
-
-ADMIN_TOKEN_ENV = "GRIDSHIFT_ADMIN_TOKEN"
 
 
 def cmd_batch_plan(args: argparse.Namespace) -> int:

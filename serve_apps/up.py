@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import signal
 import sys
@@ -11,16 +10,15 @@ import threading
 import time
 from typing import Any
 
-from router.config import FleetConfig, load_rtt_matrix
+from router.config import ADMIN_TOKEN_ENV, FleetConfig, configured_admin_token, load_rtt_matrix
 from router.headroom import STRESS_NAMES
 from router.routing import RouteRequest, choose_region
 from router.trace import iso
-from serve_apps.app import ADMIN_TOKEN_ENV
 
 
 def resolve_admin_token(fleet: FleetConfig) -> tuple[str, bool]:
     """The admin token from config or the environment; else a fresh random one. Returns (token, generated)."""
-    configured = fleet.gateway.admin_token or os.environ.get(ADMIN_TOKEN_ENV)
+    configured = configured_admin_token(fleet.gateway)
     if configured:
         return configured, False
     return secrets.token_urlsafe(24), True

@@ -191,3 +191,15 @@ def test_serve_config_file_names_the_app_builder() -> None:
     module, _, attribute = application["import_path"].partition(":")
     assert callable(getattr(importlib.import_module(module), attribute))
     assert set(application["args"]) == {"fleet", "admin_token_sha256"}
+
+
+def test_admin_token_comes_from_config_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from router.config import ADMIN_TOKEN_ENV, GatewayConfig, configured_admin_token
+
+    monkeypatch.delenv(ADMIN_TOKEN_ENV, raising=False)
+    assert configured_admin_token(GatewayConfig()) is None
+    monkeypatch.setenv(ADMIN_TOKEN_ENV, "from-the-environment-0123")
+    assert configured_admin_token(GatewayConfig()) == "from-the-environment-0123"
+    assert configured_admin_token(GatewayConfig(admin_token="from-the-config-0123456")) == "from-the-config-0123456"
+    monkeypatch.setenv(ADMIN_TOKEN_ENV, "")
+    assert configured_admin_token(GatewayConfig()) is None
