@@ -70,12 +70,14 @@ class Observation:
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """The checker's verdict on one answer. `intended` is the split the core intends for such requests now."""
+    """The checker's verdict on one answer. `intended` is the split the core intends for such requests now;
+    `under_event` the regions the answer's control state had under a DR event (empty when the state is unknown)."""
 
     outcome: Outcome
     rule: Rule | None = None
     message: str = ""
     intended: tuple[tuple[str, float], ...] = ()
+    under_event: tuple[str, ...] = ()
 
     def failure_text(self) -> str:
         """The locust failure message: the rule first, so reports group and grep by rule."""
@@ -90,6 +92,7 @@ class ControlView:
     states: tuple[RegionState, ...]  # fleet order
     marked_down: frozenset[str]  # regions the answering gateway replica had marked down itself
     seen_at_s: float
+    under_event: frozenset[str] = frozenset()  # regions with an active DR event (event_level above 0)
 
 
 class FleetMismatchError(ValueError):
@@ -113,6 +116,7 @@ def view_from_regions_body(body: Mapping[str, Any], fleet: FleetConfig, seen_at_
         )
     states = []
     marked_down = set()
+    under_event = set()
     for region in fleet.regions:
         entry = by_name[region.name]
         try:
@@ -132,7 +136,9 @@ def view_from_regions_body(body: Mapping[str, Any], fleet: FleetConfig, seen_at_
         gateway = entry.get("gateway")
         if isinstance(gateway, Mapping) and gateway.get("marked_down"):
             marked_down.add(region.name)
-    return ControlView(version, tuple(states), frozenset(marked_down), seen_at_s)
+        if (entry.get("event_level") or 0) > 0:
+            under_event.add(region.name)
+    return ControlView(version, tuple(states), frozenset(marked_down), seen_at_s, frozenset(under_event))
 
 
 class StateHistory:
@@ -192,6 +198,7 @@ class RoutingChecker:
         self.fleet = fleet
         self.rtt_ms = rtt_ms
         self._router = StickyRouter(rtt_ms, fleet.routing)
+        self._under_event: frozenset[str] = frozenset()
 
     def judge(
         self, observation: Observation, view: ControlView | None, suspects: frozenset[str] = frozenset()
@@ -225,15 +232,20 @@ class RoutingChecker:
             nudged = _nudged(view.states, region)
             replays += self._replays(request, nudged, suspects)
             verdict = self._verdict(replays, region, base_reason, failover, obs.attempts)
+        under_event = tuple(sorted(view.under_event))
         if verdict is not None:
             if failover or mode is not RoutingMode.SHIFT:
-                return Check(Outcome.PASS)
+                return Check(Outcome.PASS, under_event=under_event)
             # The split is intended on the health view that explained the answer (usually: the state as published).
             seen = [s if s.name not in verdict.down else replace(s, healthy=False) for s in view.states]
-            return Check(Outcome.PASS, intended=self._intended(request, seen))
+            return Check(
+                Outcome.PASS, intended=self._intended(request, seen, view.under_event), under_event=under_event
+            )
         rule, message = self._explain(request, replays, region, failover, obs.attempts)
         # No version in the message: locust groups failures by message, and versions change many times a second.
-        return Check(Outcome.VIOLATION, rule, f"{what} served by {region} [{reason}]: {message}")
+        return Check(
+            Outcome.VIOLATION, rule, f"{what} served by {region} [{reason}]: {message}", under_event=under_event
+        )
 
     # Replays --------------------------------------------------------------------------------------------
 
@@ -299,8 +311,14 @@ class RoutingChecker:
             return class_rule, f"real-time work stays at its origin or the nearest healthy region: {_names(choices)}"
         return class_rule, f"the routing core could choose only {_names(choices)}"
 
-    def _intended(self, request: RouteRequest, states: Sequence[RegionState]) -> tuple[tuple[str, float], ...]:
-        # The gateway's own sticky router, so the intended split is what a replica in steady state draws from.
+    def _intended(
+        self, request: RouteRequest, states: Sequence[RegionState], under_event: frozenset[str]
+    ) -> tuple[tuple[str, float], ...]:
+        # The gateway's own sticky router, so the intended split is what a replica in steady state draws from; like
+        # the gateway, it decides from scratch once the set of DR events changes.
+        if under_event != self._under_event:
+            self._router.forget()
+            self._under_event = under_event
         return self._router.decide(request, states).eligible
 
     def _header_problem(self, obs: Observation) -> str:

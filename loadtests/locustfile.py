@@ -312,6 +312,7 @@ class GridshiftUser(HttpUser):
                 rule=check.rule,
                 message=check.message,
                 intended=check.intended,
+                under_event=check.under_event,
             )
         )
 

@@ -45,6 +45,7 @@ class RequestRecord:
     rule: Rule | None = None
     message: str = ""
     intended: tuple[tuple[str, float], ...] = ()
+    under_event: tuple[str, ...] = ()  # regions under a DR event in the control state the answer named
 
     @property
     def failover(self) -> bool:
@@ -70,6 +71,7 @@ class RequestRecord:
             "rule": None if self.rule is None else self.rule.value,
             "message": self.message,
             "intended": [[name, round(p, 6)] for name, p in self.intended],
+            "under_event": list(self.under_event),
         }
 
     @classmethod
@@ -89,6 +91,7 @@ class RequestRecord:
             rule=None if rule is None else Rule(rule),
             message=str(data.get("message", "")),
             intended=tuple((str(name), float(p)) for name, p in data.get("intended", [])),
+            under_event=tuple(str(name) for name in data.get("under_event", [])),
         )
 
 
@@ -327,20 +330,7 @@ def _reaction(
         what = f"{name}: tolerant traffic"
         _judge_reaction(Rule.DR_REACTION, what, "left", len(during), first, settled, max_reaction_s, violations)
         if clear_s is not None:
-            target = LEAVE_SHARE * sum(share_before[group] for group in affected) / len(affected)
-            after = [(r.sent_s, r.region == region) for r in tolerant if _group(r) in affected and r.sent_s >= clear_s]
-            first_back, settled_back = reaction_times(clear_s, after, target)
-            result["return"] = {
-                "requests": len(after),
-                "returned": sum(back for _, back in after),
-                "target_share": round(target, 4),
-                "first_returned_s": _round(first_back),
-                "p95_returned_s": _round(settled_back),
-            }
-            what = f"{name} cleared: tolerant traffic"
-            _judge_reaction(
-                Rule.DR_RETURN, what, "came back", len(after), first_back, settled_back, max_reaction_s, violations
-            )
+            result["return"] = _return(region, clear_s, tolerant, affected, max_reaction_s, violations, name)
         return result
     # A kill: requests sent after it either fail over (tried the dead region first) or are routed around it, until
     # Serve's new replica answers the gateway's probe and the region serves again.
@@ -359,6 +349,50 @@ def _reaction(
     result["failover_after"] = sum(r.failover for r in after_kill)
     result["region_serving_again_s"] = _round(None if back_s is None else back_s - event_s)
     return result
+
+
+def _return(
+    region: str,
+    clear_s: float,
+    tolerant: Sequence[RequestRecord],
+    affected: Sequence[str],
+    max_reaction_s: float,
+    violations: Violations,
+    name: str,
+) -> dict[str, Any]:
+    """How routing came back to `region` once its event was cleared.
+
+    Leaving is deterministic (a region in emergency is avoided), coming back is not: without the event, where an
+    affected group's work goes depends on load and on each replica's anti-flap memory, and the gateway may
+    legitimately split it or keep it at its origin (every answer is still checked against the core). So the
+    reaction is judged on the control state each answer was decided on: a request counts as back once its
+    state no longer holds the event. That traffic really returns is judged separately: at least one affected
+    request must be served by the region again, and the observed split is compared with the intended one.
+    """
+    after = [
+        r for r in tolerant if _group(r) in affected and r.sent_s >= clear_s and r.outcome is not Outcome.UNCHECKED
+    ]
+    decided = [(r.sent_s, region not in r.under_event) for r in after]
+    first_decided, settled = reaction_times(clear_s, decided, LEAVE_SHARE)
+    first_served = next((r.sent_s - clear_s for r in after if r.region == region), None)
+    what = f"{name} cleared: tolerant traffic"
+    if len(decided) < MIN_REACTION_SAMPLES:
+        violations.add(
+            Rule.DR_RETURN, f"{what}: only {len(decided)} request(s) to measure, need {MIN_REACTION_SAMPLES}"
+        )
+    elif first_served is None:
+        violations.add(Rule.DR_RETURN, f"{what} never came back ({len(after)} requests after the clear)")
+    else:
+        _judge_reaction(
+            Rule.DR_RETURN, what, "came back", len(decided), first_decided, settled, max_reaction_s, violations
+        )
+    return {
+        "requests": len(after),
+        "decided_without_event": sum(back for _, back in decided),
+        "returned": sum(r.region == region for r in after),
+        "first_returned_s": _round(first_served),
+        "p95_returned_s": _round(settled),
+    }
 
 
 def _leave(samples: Sequence[tuple[float, bool]], first: float | None, settled: float | None) -> dict[str, Any]:
@@ -482,9 +516,9 @@ def render_text(summary: Mapping[str, Any]) -> str:
         back = reaction.get("return")
         if back:
             lines.append(
-                f"  returned: first request back after {_fmt(back['first_returned_s'])}, "
-                f"{back['target_share']:.0%} back from {_fmt(back['p95_returned_s'])} "
-                f"({back['returned']}/{back['requests']} back)"
+                f"  returned: first request served there again after {_fmt(back['first_returned_s'])}, 95% decided "
+                f"without the event from {_fmt(back['p95_returned_s'])} ({back['returned']}/{back['requests']} "
+                "served there)"
             )
         if "failed_tolerant_after" in reaction:
             lines.append(
