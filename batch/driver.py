@@ -4,28 +4,58 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
+from ray.exceptions import GetTimeoutError, RayError
 
 from batch.runner import JobResult, run_job, validate_spec
 from batch.spec import BatchJobSpec
 from policies.actor import get_or_create_control_actor
-from policies.batch_gate import GateAnswer, JobProgress
+from policies.batch_gate import BatchKnobs, GateAnswer, JobProgress
+from policies.ladder import safe_batch_policy
 from router.config import FleetConfig
+from router.placement import ClusterNode, nodes_from_ray, region_placement
 
 logger = logging.getLogger("gridshift.batch")
 
 
-class RayBatchControl:
-    """BatchControl over the control actor."""
+GATE_TIMEOUT_S = 5.0
+"""A gate call that takes longer than this counts as the control plane being unreachable."""
 
-    def __init__(self, actor: Any) -> None:
+
+class RayBatchControl:
+    """BatchControl over the control actor. If the actor cannot be reached for `policy.fallback_after_s`, the job
+    runs on safe defaults (full-quality knobs) rather than wait paused forever: its deadline still matters."""
+
+    def __init__(self, actor: Any, fleet: FleetConfig, monotonic_s: Callable[[], float] = time.monotonic) -> None:
         self._actor = actor  # untyped: Ray's stubs mistype `.remote()` results
+        self._fleet = fleet
+        self._monotonic_s = monotonic_s
+        self._last_answer_s = monotonic_s()
 
     def gate(self, progress: JobProgress) -> GateAnswer:
-        answer: GateAnswer = ray.get(self._actor.batch_gate.remote(progress))
+        try:
+            answer: GateAnswer = ray.get(self._actor.batch_gate.remote(progress), timeout=GATE_TIMEOUT_S)
+        except (GetTimeoutError, RayError) as error:
+            return self.unreachable(error)
+        self._last_answer_s = self._monotonic_s()
         return answer
+
+    def unreachable(self, error: BaseException) -> GateAnswer:
+        """The answer when the control plane did not answer: wait a little, then run on safe defaults."""
+        silent_s = self._monotonic_s() - self._last_answer_s
+        limit_s = self._fleet.policy.fallback_after_s
+        if silent_s > limit_s:
+            defaults = safe_batch_policy(self._fleet.serving.knobs)
+            knobs = BatchKnobs(batch_size=defaults.batch_size, precision=defaults.precision.value)
+            reason = f"control plane unreachable for {silent_s:.0f} s (> {limit_s:g} s): running on safe defaults"
+            return GateAnswer(True, reason, None, knobs, 0.0)
+        logger.warning("batch gate: control plane unreachable (%s); retrying", error)
+        knobs = BatchKnobs(batch_size=self._fleet.serving.knobs.max_batch_size, precision="fp32")
+        return GateAnswer(False, f"control plane unreachable ({type(error).__name__}); retrying", None, knobs, 1.0)
 
     def report(self, progress: JobProgress) -> None:
         # Fire and forget: a report is a status line, and the next one supersedes it.
@@ -35,7 +65,7 @@ class RayBatchControl:
 def run_local(spec: BatchJobSpec, fleet: FleetConfig) -> JobResult:
     """Run in this process (Ray must be initialised). Used by `gridshift batch submit --local` and tests."""
     validate_spec(spec)
-    control = RayBatchControl(get_or_create_control_actor(fleet))
+    control = RayBatchControl(get_or_create_control_actor(fleet), fleet)
     try:
         return run_job(spec, control)
     except Exception as error:
@@ -66,7 +96,7 @@ class BatchJobActor:
 
         self._spec = BatchJobSpec.model_validate(spec_data)
         fleet = parse_fleet(fleet_data, source="batch job fleet")
-        self._control = RayBatchControl(get_or_create_control_actor(fleet))
+        self._control = RayBatchControl(get_or_create_control_actor(fleet), fleet)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"batch-{self._spec.job_id}", daemon=True)
         self._thread.start()
@@ -84,15 +114,35 @@ class BatchJobActor:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def placement(self) -> tuple[str, str]:
+        """(region, Ray node id): placement reports check the job runs on one of its region's nodes."""
+        return self._spec.region, ray.get_runtime_context().get_node_id()
+
+
+BATCH_ACTOR_PREFIX = "gridshift-batch-"
+
+
+def batch_actor_name(job_id: str) -> str:
+    """Name of the detached actor running a submitted job (namespace `gridshift`)."""
+    return f"{BATCH_ACTOR_PREFIX}{job_id}"
+
+
+def cluster_nodes() -> list[ClusterNode]:
+    """The connected cluster's nodes with their resources and labels; none when Ray is not initialised."""
+    return nodes_from_ray(ray.nodes()) if ray.is_initialized() else []  # type: ignore[no-untyped-call]
+
 
 def launch_in_cluster(spec: BatchJobSpec, fleet: FleetConfig) -> None:
-    """Start the job as a named, detached actor in the connected cluster (the "Ray job" of a submission)."""
+    """Start the job as a named, detached actor in the connected cluster (the "Ray job" of a submission), on a
+    node of the job's region when the cluster has one (serving.region_pinning)."""
     validate_spec(spec)
+    placement = region_placement(fleet.region(spec.region), fleet.serving.region_pinning, cluster_nodes())
     remote_cls = ray.remote(BatchJobActor)
     remote_cls.options(
-        name=f"gridshift-batch-{spec.job_id}",
+        name=batch_actor_name(spec.job_id),
         namespace="gridshift",
         lifetime="detached",
         max_restarts=-1,
         num_cpus=0,
+        **placement,
     ).remote(spec.model_dump(mode="json"), fleet.model_dump(mode="json"))

@@ -434,9 +434,20 @@ class StillControl:
     """A ControlSource that never changes the state (the in-process apps run no refresh loop)."""
 
     async def sync(
-        self, gateway_id: str, in_flight: dict[str, int], unhealthy: list[str], known_version: int
+        self,
+        gateway_id: str,
+        in_flight: dict[str, int],
+        unhealthy: list[str],
+        known_version: int,
+        moved_items_per_s: dict[str, float] | None = None,
     ) -> ControlState | None:
-        del gateway_id, in_flight, unhealthy, known_version
+        del gateway_id, in_flight, unhealthy, known_version, moved_items_per_s
+        return None
+
+    async def telemetry(self) -> dict[str, object]:
+        return {}
+
+    async def openadr_status(self) -> dict[str, object] | None:
         return None
 
     async def post_event(self, event: DREvent) -> DREvent:

@@ -1,4 +1,8 @@
-"""Calibration: cost per item and quality of each embedding precision at batch sizes 1, 8 and 32, one torch thread."""
+"""Calibration: cost per item and quality of each embedding precision at the ladder's batch sizes, one torch thread.
+
+`--write-calibration PATH` writes the file the policy reads (schema gridshift.calibration/v1, policies/calibration.py);
+the packaged one is policies/data/calibration_minilm_cpu.json.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,14 @@ import os
 import platform
 import statistics
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from router.config import Precision
-from serve_apps.embedding import EVAL_SENTENCES, MiniLMEmbedder, precision_quality
+from serve_apps.embedding import EVAL_SENTENCES, MINILM_WEIGHTS_SHA256, MiniLMEmbedder, precision_quality
 
-BATCH_SIZES = (1, 8, 32)
+BATCH_SIZES = (1, 4, 8, 16, 32)
 # One thread, as each replica runs in the fleet: the ratios must hold for the deployment, not for an idle box.
 THREADS = 1
 
@@ -32,13 +37,15 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} logical cores, {platform.machine()}, {platform.system()}"
 
 
-def _time_pass(embedder: MiniLMEmbedder, precision: Precision, batch_size: int) -> float:
-    """Milliseconds per item to embed every eval sentence in batches of batch_size (tokenisation included)."""
+def _time_pass(embedder: MiniLMEmbedder, precision: Precision, batch_size: int) -> tuple[float, float]:
+    """(wall, CPU) milliseconds per item to embed every eval sentence in batches of batch_size (tokenisation
+    included). CPU time is the process's (every thread), which is what energy follows on a shared machine."""
     sentences = list(EVAL_SENTENCES)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for offset in range(0, len(sentences), batch_size):
         embedder.embed(sentences[offset : offset + batch_size], precision)
-    return (time.perf_counter() - start) * 1000 / len(sentences)
+    wall_ms = (time.perf_counter() - start) * 1000 / len(sentences)
+    return wall_ms, (time.process_time() - cpu_start) * 1000 / len(sentences)
 
 
 def measure(rounds: int) -> dict[str, Any]:
@@ -52,7 +59,9 @@ def measure(rounds: int) -> dict[str, Any]:
     for batch_size in BATCH_SIZES:  # untimed warm-up: first calls at a new shape allocate and pick kernels
         for precision in precisions:
             _time_pass(embedder, precision, batch_size)
-    samples: dict[tuple[Precision, int], list[float]] = {(p, b): [] for p in precisions for b in BATCH_SIZES}
+    samples: dict[tuple[Precision, int], list[tuple[float, float]]] = {
+        (p, b): [] for p in precisions for b in BATCH_SIZES
+    }
     for round_index in range(rounds):
         # Rotate the order each round so no precision always runs first (or right after the slowest one).
         shift = round_index % len(precisions)
@@ -63,22 +72,29 @@ def measure(rounds: int) -> dict[str, Any]:
 
     results = []
     for batch_size in BATCH_SIZES:
-        fp32_ms = statistics.median(samples[Precision.FP32, batch_size])
+        fp32_cpu_ms = statistics.median(cpu for _, cpu in samples[Precision.FP32, batch_size])
         for precision in precisions:
-            runs = samples[precision, batch_size]
-            ms = statistics.median(runs)
+            walls = [wall for wall, _ in samples[precision, batch_size]]
+            cpu_ms = statistics.median(cpu for _, cpu in samples[precision, batch_size])
+            ms = statistics.median(walls)
             results.append(
                 {
                     "precision": precision.value,
                     "batch_size": batch_size,
                     "ms_per_item": round(ms, 3),
+                    "cpu_ms_per_item": round(cpu_ms, 3),
                     "items_per_s": round(1000 / ms, 1),
-                    "cost_ratio_to_fp32": round(ms / fp32_ms, 3),
-                    "ms_per_item_min": round(min(runs), 3),
-                    "ms_per_item_max": round(max(runs), 3),
+                    "cost_ratio_to_fp32": round(cpu_ms / fp32_cpu_ms, 3),
+                    "ms_per_item_min": round(min(walls), 3),
+                    "ms_per_item_max": round(max(walls), 3),
                 }
             )
     return {
+        "schema": "gridshift.calibration/v1",
+        "model": embedder.model_name,
+        "weights_sha256": MINILM_WEIGHTS_SHA256,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m benchmarks.bench_precision --write-calibration PATH",
         "machine": machine(),
         "torch": torch.__version__,
         "threads": THREADS,
@@ -115,13 +131,15 @@ def main() -> None:
         f"{body['machine']}; torch {body['torch']}; {THREADS} thread; {args.rounds} rounds of {body['items_per_pass']}"
     )
     print(
-        f"{'precision':<9} {'batch':>5} {'ms/item':>8} {'items/s':>8} {'cost/fp32':>9} {'speed/fp32':>10}  min..max ms"
+        f"{'precision':<9} {'batch':>5} {'ms/item':>8} {'cpu ms/item':>11} {'items/s':>8} {'cost/fp32':>9}"
+        f" {'speed/fp32':>10}  min..max ms"
     )
     for row in body["results"]:
         ratio = row["cost_ratio_to_fp32"]
         print(
-            f"{row['precision']:<9} {row['batch_size']:>5} {row['ms_per_item']:>8.2f} {row['items_per_s']:>8.1f}"
-            f" {ratio:>9.2f} {1 / ratio:>10.2f}  {row['ms_per_item_min']:.2f}..{row['ms_per_item_max']:.2f}"
+            f"{row['precision']:<9} {row['batch_size']:>5} {row['ms_per_item']:>8.2f} {row['cpu_ms_per_item']:>11.2f}"
+            f" {row['items_per_s']:>8.1f} {ratio:>9.2f} {1 / ratio:>10.2f}"
+            f"  {row['ms_per_item_min']:.2f}..{row['ms_per_item_max']:.2f}"
         )
     print(f"\n{'precision':<9} {'mean cos':>9} {'min cos':>9} {'n':>4}   (cosine to fp32 on the eval sentences)")
     for name, report in body["quality"].items():

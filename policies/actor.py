@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import ray
 from ray.actor import ActorHandle
 
 from policies.batch_gate import GateAnswer, JobProgress, job_status
-from policies.control import ControlPlane, ControlState
+from policies.calibration import Calibration
+from policies.control import ControlPlane, ControlState, KnobsLease
+from policies.ladder import RegionDecision, RegionInputs
+from policies.load import ReplicaReport
 from router.clock import WallClock, clock_for_source
 from router.config import FleetConfig, Knobs, parse_fleet
 from router.events import DREvent
+from router.openadr.fleet import GridSignal
+from router.sources.poller import start_background_polling
 from router.state import load_context
+
+T = TypeVar("T")
 
 CONTROL_ACTOR_NAME = "gridshift-control"
 NAMESPACE = "gridshift"
@@ -23,14 +30,50 @@ class ControlActor:
 
     def __init__(self, fleet_data: dict[str, Any]) -> None:
         fleet = parse_fleet(fleet_data, source="control actor fleet")
-        self._plane = ControlPlane(load_context(fleet), clock_for_source(fleet.signal_source), WallClock())
+        context = load_context(fleet)
+        self._plane = ControlPlane(context, clock_for_source(fleet.signal_source), WallClock())
+        # A live fleet's sources are polled into context.signals by a thread of this actor; None for a trace fleet.
+        self._signal_poller = start_background_polling(fleet, context.signals)
 
     def sync(
-        self, gateway_id: str, in_flight: dict[str, int], unhealthy: list[str], known_version: int
+        self,
+        gateway_id: str,
+        in_flight: dict[str, int],
+        unhealthy: list[str],
+        known_version: int,
+        moved_items_per_s: dict[str, float] | None = None,
     ) -> ControlState | None:
         """One round trip per refresh: take a gateway's load and health, give back any newer state."""
-        self._plane.report(gateway_id, in_flight, frozenset(unhealthy))
+        self._plane.report(gateway_id, in_flight, frozenset(unhealthy), moved_items_per_s)
         return self._plane.state(known_version)
+
+    def regional_sync(self, report: ReplicaReport) -> KnobsLease:
+        return self._plane.regional_sync(report)
+
+    def policy_inputs(self) -> dict[str, RegionInputs]:
+        return self._plane.policy_inputs()
+
+    def publish_policy(self, decisions: dict[str, RegionDecision], calibration: Calibration | None = None) -> None:
+        self._plane.publish_policy(decisions, calibration)
+
+    def policy_decisions(self) -> dict[str, RegionDecision]:
+        """The last published decisions: what a restarted policy actor resumes from."""
+        return dict(self._plane.decisions)
+
+    def telemetry(self) -> dict[str, object]:
+        return self._plane.telemetry()
+
+    def set_grid_signal(self, signal: GridSignal) -> None:
+        self._plane.set_grid_signal(signal)
+
+    def clear_grid_signal(self, signal_id: str) -> GridSignal | None:
+        return self._plane.clear_grid_signal(signal_id)
+
+    def set_openadr_status(self, status: dict[str, object]) -> None:
+        self._plane.set_openadr_status(status)
+
+    def openadr_status(self) -> dict[str, object] | None:
+        return self._plane.openadr_status
 
     def state(self, known_version: int = -1) -> ControlState | None:
         return self._plane.state(known_version)
@@ -47,7 +90,7 @@ class ControlActor:
     def list_events(self) -> list[DREvent]:
         return list(self._plane.events.values())
 
-    def set_knobs(self, region: str, knobs: Knobs) -> None:
+    def set_knobs(self, region: str, knobs: Knobs | None) -> None:
         self._plane.set_knobs(region, knobs)
 
     def clock_now_s(self) -> float:
@@ -74,17 +117,26 @@ class ControlActor:
         ]
 
 
+def get_or_create_fleet_actor(actor_class: type[T], name: str, fleet: FleetConfig) -> ActorHandle[T]:
+    """The fleet's actor of that name, started if absent: detached (it outlives whoever started it, so gateways
+    created by `serve deploy` and by `gridshift up` find the same one), restarted by Ray whenever it dies, and
+    holding no CPU (each is a control loop, not compute)."""
+    handle = (
+        ray.remote(actor_class)
+        .options(
+            name=name,
+            namespace=NAMESPACE,
+            get_if_exists=True,
+            lifetime="detached",
+            max_restarts=-1,
+            max_task_retries=3,
+            num_cpus=0,
+        )
+        .remote(fleet.model_dump(mode="json"))
+    )
+    return cast("ActorHandle[T]", handle)
+
+
 def get_or_create_control_actor(fleet: FleetConfig) -> ActorHandle[ControlActor]:
-    """The fleet's control actor, started if absent. Detached and restarted by Ray if it dies, so gateways
-    created by `serve deploy` and by `gridshift up` find the same one."""
-    remote_cls = ray.remote(ControlActor)
-    handle = remote_cls.options(
-        name=CONTROL_ACTOR_NAME,
-        namespace=NAMESPACE,
-        get_if_exists=True,
-        lifetime="detached",
-        max_restarts=-1,
-        max_task_retries=3,
-        num_cpus=0,
-    ).remote(fleet.model_dump(mode="json"))
-    return cast("ActorHandle[ControlActor]", handle)
+    """The fleet's control actor, started if absent."""
+    return get_or_create_fleet_actor(ControlActor, CONTROL_ACTOR_NAME, fleet)

@@ -65,9 +65,11 @@ def decide_gate(
     knobs: BatchKnobs,
     now_s: float,
     speedup: float,
+    policy_pause: str | None = None,
 ) -> GateAnswer:
     """The gate's rule, in order: an operator's pause wins; then a job out of slack runs whatever the grid
-    says (a feasible deadline is never missed because of pausing); then grid stress pauses; then the plan."""
+    says (a feasible deadline is never missed because of pausing); then the policy's pause (`policy_pause`, its
+    reason) and grid stress pause; then the plan."""
 
     def pause(reason: str, resume_at_s: float | None) -> GateAnswer:
         wait_s = MAX_POLL_S if resume_at_s is None else (resume_at_s - now_s) / speedup
@@ -77,6 +79,8 @@ def decide_gate(
         return pause("paused by an operator", None)
     if verdict.forced:
         return GateAnswer(True, verdict.reason, None, knobs, 0.0)
+    if policy_pause is not None:
+        return pause(policy_pause, verdict.resume_at_s)
     if stress_level >= PAUSE_STRESS_LEVEL:
         return pause(f"grid stress {stress_level} in the job's region", verdict.resume_at_s)
     if not verdict.run:

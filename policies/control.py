@@ -14,6 +14,10 @@ from datetime import UTC, datetime
 import numpy as np
 
 from policies.batch_gate import MAX_POLL_S, BatchKnobs, GateAnswer, JobProgress, PlanVerdict, decide_gate
+from policies.calibration import Calibration, calibration_to_dict
+from policies.ladder import BatchPolicy, RegionDecision, RegionInputs, decision_to_dict, safe_batch_policy
+from policies.load import LoadBook, ReplicaReport
+from policies.outlook import stressed_seconds_ahead
 from policies.planner import (
     DEFAULT_PLANNER_CONFIG,
     Plan,
@@ -26,10 +30,15 @@ from policies.planner import (
 from router.clock import Clock
 from router.config import FleetConfig, Knobs
 from router.errors import UnknownRegionError
-from router.events import DREvent
+from router.events import DREvent, active_power_limit_kw
+from router.openadr.fleet import GridSignal
+from router.sources.store import SignalsStatus
 from router.state import FleetContext, FleetSnapshot, snapshot
+from router.trace import Observation
 
 HOUR_S = 3600
+# Utility signals that stand in for a trace column: only in the unit the headroom formula reads.
+_SIGNAL_COLUMN = {("price", "USD/MWh"): "price_usd_per_mwh", ("ghg", "gCO2/kWh"): "carbon_g_per_kwh"}
 LOAD_REPORT_TTL_S = 5.0
 """A gateway's load and health report counts for this long (wall seconds); a silent gateway drops out."""
 
@@ -41,8 +50,27 @@ class ControlState:
     version: int
     snapshot: FleetSnapshot
     events: tuple[DREvent, ...]
-    knobs: Mapping[str, Knobs]
+    knobs: Mapping[str, Knobs]  # in force: an operator's pin, else the policy's fresh decision, else serving.knobs
     wall_s: float  # when the control plane built it; consumers treat an old state as stale
+    knob_sources: Mapping[str, str] = field(default_factory=dict)  # per region: operator | policy | defaults
+    signals: SignalsStatus | None = None  # live fleets: each signal source's health and the values held
+
+
+class KnobSource:
+    """Where a region's knobs in force come from (stable strings: API)."""
+
+    OPERATOR = "operator"  # pinned by an operator; the policy leaves the region alone
+    POLICY = "policy"  # the policy actor's fresh decision
+    DEFAULTS = "defaults"  # serving.knobs: no policy decision yet, or it went stale (safe defaults)
+
+
+@dataclass(frozen=True)
+class KnobsLease:
+    """A regional replica's answer to its periodic sync: the knobs to run with now, and why."""
+
+    knobs: Knobs
+    source: str
+    reason: str
 
 
 @dataclass
@@ -50,6 +78,7 @@ class _GatewayReport:
     wall_s: float
     in_flight: dict[str, int]
     unhealthy: frozenset[str]
+    moved_items_per_s: dict[str, float]  # per origin: tolerant items served elsewhere
 
 
 @dataclass
@@ -63,15 +92,18 @@ class ControlPlane:
     knobs: dict[str, Knobs] = field(default_factory=dict)
     jobs: dict[str, JobProgress] = field(default_factory=dict)
     paused_jobs: set[str] = field(default_factory=set)
+    calibration: Calibration | None = None  # what the policy decided with; shown to operators
+    decisions: dict[str, RegionDecision] = field(default_factory=dict)
+    policy_wall_s: float | None = None  # when the policy last published (wall clock)
+    loads: LoadBook = field(default_factory=LoadBook)
     _plans: dict[str, tuple[int, Plan]] = field(default_factory=dict)
     _reports: dict[str, _GatewayReport] = field(default_factory=dict)
+    grid_signals: dict[str, GridSignal] = field(default_factory=dict)
+    openadr_status: dict[str, object] | None = None
+    _outlook: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)  # (seconds ahead, at)
     _version: int = 0
     _signature: tuple[object, ...] = ()
     _state: ControlState | None = None
-
-    def __post_init__(self) -> None:
-        for region in self.fleet.region_names:
-            self.knobs.setdefault(region, self.fleet.serving.knobs)
 
     @property
     def fleet(self) -> FleetConfig:
@@ -82,6 +114,31 @@ class ControlPlane:
             raise UnknownRegionError(f"region {region!r} is not in the fleet {list(self.fleet.region_names)}")
 
     # Inputs -------------------------------------------------------------------------------------------
+
+    def set_grid_signal(self, signal: GridSignal) -> None:
+        """A utility's own price or carbon figure for a region over an interval (OpenADR PRICE / GHG). While it is
+        active it replaces the region's observed signal of that kind in the headroom formula, where its unit is the
+        formula's (USD/MWh, gCO2/kWh); in another unit it is kept for operators only."""
+        self._check_region(signal.region)
+        self.grid_signals[signal.signal_id] = signal
+
+    def clear_grid_signal(self, signal_id: str) -> GridSignal | None:
+        return self.grid_signals.pop(signal_id, None)
+
+    def _signal_overrides(self, at_s: float) -> dict[str, dict[str, Observation]]:
+        overrides: dict[str, dict[str, Observation]] = {}
+        # Oldest first, so the latest-starting active signal of a kind wins.
+        for signal in sorted(self.grid_signals.values(), key=lambda g: (g.start_s, g.signal_id)):
+            column = _SIGNAL_COLUMN.get((signal.kind, signal.unit))
+            active = signal.start_s <= at_s and (signal.end_s is None or at_s < signal.end_s)
+            if column is not None and active:
+                # Stamped now: the utility vouches for the value over the whole interval, so it never reads as stale.
+                overrides.setdefault(signal.region, {})[column] = Observation(signal.value, int(at_s))
+        return overrides
+
+    def set_openadr_status(self, status: Mapping[str, object]) -> None:
+        """The VEN's latest status (registration, events, reports), for `GET /v1/openadr/status`."""
+        self.openadr_status = dict(status)
 
     def post_event(self, event: DREvent) -> DREvent:
         self._check_region(event.region)
@@ -98,13 +155,138 @@ class ControlPlane:
             del self.events[event.event_id]
         return cleared
 
-    def set_knobs(self, region: str, knobs: Knobs) -> None:
+    def set_knobs(self, region: str, knobs: Knobs | None) -> None:
+        """Pin a region's knobs (an operator's override: the policy leaves them alone); None unpins."""
         self._check_region(region)
-        self.knobs[region] = knobs
+        if knobs is None:
+            self.knobs.pop(region, None)
+        else:
+            self.knobs[region] = knobs
 
-    def report(self, gateway_id: str, in_flight: Mapping[str, int], unhealthy: frozenset[str]) -> None:
-        """A gateway's view of each region: requests it has in flight there, and regions it finds down."""
-        self._reports[gateway_id] = _GatewayReport(self.wall_clock.now_s(), dict(in_flight), unhealthy)
+    def report(
+        self,
+        gateway_id: str,
+        in_flight: Mapping[str, int],
+        unhealthy: frozenset[str],
+        moved_items_per_s: Mapping[str, float] | None = None,
+    ) -> None:
+        """A gateway's view of each region: requests it has in flight there, regions it finds down, and per origin
+        the tolerant items it served elsewhere (what geographic shifting took away from that region)."""
+        self._reports[gateway_id] = _GatewayReport(
+            self.wall_clock.now_s(), dict(in_flight), unhealthy, dict(moved_items_per_s or {})
+        )
+
+    # Policy -----------------------------------------------------------------------------------------------
+
+    def regional_sync(self, report: ReplicaReport) -> KnobsLease:
+        """A regional replica's periodic round trip: take its load report, give back the knobs in force."""
+        self._check_region(report.region)
+        self.loads.add(report)
+        return self.knobs_lease(report.region)
+
+    def policy_age_s(self) -> float | None:
+        return None if self.policy_wall_s is None else self.wall_clock.now_s() - self.policy_wall_s
+
+    def policy_fresh(self) -> bool:
+        age = self.policy_age_s()
+        return age is not None and age <= self.fleet.policy.fallback_after_s
+
+    def knobs_lease(self, region: str) -> KnobsLease:
+        pinned = self.knobs.get(region)
+        if pinned is not None:
+            return KnobsLease(pinned, KnobSource.OPERATOR, "pinned by an operator")
+        decision = self.decisions.get(region)
+        if decision is not None and self.policy_fresh():
+            return KnobsLease(decision.knobs, KnobSource.POLICY, f"rung {decision.step}: {decision.reason}")
+        age = self.policy_age_s()
+        if decision is None or age is None:
+            reason = "no policy decision yet" if self.fleet.policy.enabled else "policy disabled"
+        else:
+            reason = f"policy silent for {age:.0f} s (> {self.fleet.policy.fallback_after_s:g} s): safe defaults"
+        return KnobsLease(self.fleet.serving.knobs, KnobSource.DEFAULTS, reason)
+
+    def batch_policy(self, region: str) -> BatchPolicy:
+        decision = self.decisions.get(region)
+        if decision is not None and self.policy_fresh() and region not in self.knobs:
+            return decision.batch
+        return safe_batch_policy(self.knobs.get(region, self.fleet.serving.knobs))
+
+    def publish_policy(self, decisions: Mapping[str, RegionDecision], calibration: Calibration | None = None) -> None:
+        """The policy actor's decisions; they are in force until replaced or until they go stale."""
+        for region in decisions:
+            self._check_region(region)
+        self.decisions.update(decisions)
+        self.policy_wall_s = self.wall_clock.now_s()
+        if calibration is not None:
+            self.calibration = calibration
+
+    def policy_inputs(self) -> dict[str, RegionInputs]:
+        """What the policy decides from, per region, now (the forecast outlook is cached per trace hour)."""
+        state = self.state() or self._state
+        if state is None:  # pragma: no cover - state() always builds one on first call
+            raise RuntimeError("no control state")
+        now_s = float(self.clock.now_s())
+        wall_s = self.wall_clock.now_s()
+        battery = self.fleet.policy.battery
+        moved: dict[str, float] = {}
+        for gateway in self._live_reports():
+            for origin, rate in gateway.moved_items_per_s.items():
+                moved[origin] = moved.get(origin, 0.0) + rate
+        inputs = {}
+        for region in state.snapshot.regions:
+            name = region.config.name
+            jobs = [p for p in self.jobs.values() if p.region == name]
+            # The forecast changes once a trace hour; within the hour the outlook only shrinks as time passes.
+            key = (name, int(now_s) // HOUR_S)
+            if key not in self._outlook:
+                self._outlook = {k: v for k, v in self._outlook.items() if k[1] == key[1]}
+                ahead_s = stressed_seconds_ahead(
+                    self.context, name, now_s, battery.discharge_at_stress, battery.horizon_s
+                )
+                self._outlook[key] = (ahead_s, now_s)
+            ahead_s, computed_at_s = self._outlook[key]
+            inputs[name] = RegionInputs(
+                region=name,
+                now_s=now_s,
+                stress_level=region.assessment.stress_level,
+                headroom=region.assessment.headroom,
+                load=self.loads.region(name, wall_s),
+                power_limit_kw=active_power_limit_kw(state.events, name, now_s),
+                running_batch_jobs=sum(p.state == "running" for p in jobs),
+                deferred_batch_jobs=sum(p.state == "paused" and p.job_id not in self.paused_jobs for p in jobs),
+                shifted_away_items_per_s=moved.get(name, 0.0),
+                stressed_s_ahead=max(ahead_s - (now_s - computed_at_s), 0.0),
+            )
+        return inputs
+
+    def telemetry(self) -> dict[str, object]:
+        """Per region: measured load, the policy's decision (rung, knobs, battery, power, flexible kW), the knobs in
+        force and where they come from. Best-effort figures for operators, not versioned routing state."""
+        wall_s = self.wall_clock.now_s()
+        regions: dict[str, object] = {}
+        for config in self.fleet.regions:
+            lease = self.knobs_lease(config.name)
+            decision = self.decisions.get(config.name)
+            regions[config.name] = {
+                "knobs_in_force": lease.knobs.model_dump(mode="json"),
+                "knob_source": lease.source,
+                "knob_reason": lease.reason,
+                "load": self.loads.region(config.name, wall_s).to_dict(lease.knobs.max_batch_size),
+                "policy": None if decision is None else decision_to_dict(decision, config),
+            }
+        age = self.policy_age_s()
+        return {
+            "policy": {
+                "enabled": self.fleet.policy.enabled,
+                "fresh": self.policy_fresh(),
+                "age_s": None if age is None else round(age, 3),
+                "period_s": self.fleet.policy.period_s,
+                "fallback_after_s": self.fleet.policy.fallback_after_s,
+                "quality_floor": dict(self.fleet.policy.quality_floor),
+            },
+            "calibration": None if self.calibration is None else calibration_to_dict(self.calibration),
+            "regions": regions,
+        }
 
     # Batch jobs -------------------------------------------------------------------------------------------
 
@@ -120,14 +302,19 @@ class ControlPlane:
         if state is None:  # pragma: no cover - state() always builds one on first call
             raise RuntimeError("no control state")
         region = next(r for r in state.snapshot.regions if r.config.name == progress.region)
-        knobs = state.knobs[progress.region]
+        batch = self.batch_policy(progress.region)
+        decision = self.decisions.get(progress.region)
+        policy_pause = None
+        if not batch.may_run and decision is not None:
+            policy_pause = f"policy: batch paused at rung {decision.step} ({decision.reason})"
         return decide_gate(
             manual_pause=progress.job_id in self.paused_jobs,
             verdict=self.plan_verdict(progress, now_s),
             stress_level=region.assessment.stress_level,
-            knobs=BatchKnobs(batch_size=knobs.max_batch_size, precision=knobs.precision.value),
+            knobs=BatchKnobs(batch_size=batch.batch_size, precision=batch.precision.value),
             now_s=now_s,
             speedup=self.fleet.signal_source.speedup,
+            policy_pause=policy_pause,
         )
 
     def planner_config(self) -> PlannerConfig:
@@ -214,19 +401,22 @@ class ControlPlane:
         fleet = self.fleet
         in_flight = {name: sum(r.in_flight.get(name, 0) for r in reports) for name in fleet.region_names}
         unhealthy = frozenset().union(*(r.unhealthy for r in reports)) if reports else frozenset()
-        # Utilisation against what a region can work on at once: its replicas times one full batch each.
+        leases = {name: self.knobs_lease(name) for name in fleet.region_names}
+        # Utilisation against what a region works on at once: its replicas times one batch each (or fewer, where the
+        # concurrency knob caps it). A region the policy turned down fills sooner, so routing sends it less.
         utilization = {
-            name: in_flight[name] / (fleet.serving.replicas_per_region * self.knobs[name].max_batch_size)
+            name: in_flight[name] / (fleet.serving.replicas_per_region * leases[name].knobs.work_slots)
             for name in fleet.region_names
         }
         active = tuple(sorted(self.events.values(), key=lambda e: (e.start, e.event_id)))
         snap = snapshot(
             fleet,
-            self.context.trace,
+            self.context.reader,
             int(self.clock.now_s()),
             events=active,
             healthy={name: name not in unhealthy for name in fleet.region_names},
             utilization=utilization,
+            overrides=self._signal_overrides(self.clock.now_s()),
             version=self._version,
         )
         signature = (
@@ -234,7 +424,8 @@ class ControlPlane:
                 (s.name, round(s.headroom, 4), s.stress_level, s.healthy, round(s.utilization, 2)) for s in snap.states
             ),
             tuple(event.event_id for event in active),
-            tuple(sorted((name, knobs.model_dump_json()) for name, knobs in self.knobs.items())),
+            tuple(sorted((name, lease.knobs.model_dump_json(), lease.source) for name, lease in leases.items())),
+            None if self.context.signals is None else self.context.signals.revision,
         )
         if signature != self._signature or self._state is None:
             self._version += 1
@@ -243,8 +434,10 @@ class ControlPlane:
                 version=self._version,
                 snapshot=FleetSnapshot(snap.at_s, self._version, snap.regions),
                 events=active,
-                knobs=dict(self.knobs),
+                knobs={name: lease.knobs for name, lease in leases.items()},
                 wall_s=self.wall_clock.now_s(),
+                knob_sources={name: lease.source for name, lease in leases.items()},
+                signals=None if self.context.signals is None else self.context.signals.status(snap.at_s),
             )
         if self._state.version == known_version:
             return None

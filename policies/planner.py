@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from router.config import HeadroomConfig, RegionConfig
 from router.forecast import Forecaster, PublishedForecast, get_forecaster
-from router.headroom import GridSignals, assess
+from router.headroom import Assessment, GridSignals, assess
 from router.trace import Observation, Trace, iso
 
 FloatArray = npt.NDArray[np.float64]
@@ -617,6 +617,27 @@ def forecast_signal(
         column = _TRACE_COLUMN[signal]
         return _column_forecast(trace, region.zone_for(column), column, known_at, targets, model, region.name)
 
+    assessments = forecast_assessments(
+        trace, region, issued_at_s, targets, headroom_config, forecaster=model, data_lag_s=data_lag_s
+    )
+    return np.array([np.nan if a is None else a.grid_headroom for a in assessments], dtype=np.float64)
+
+
+def forecast_assessments(
+    trace: Trace,
+    region: RegionConfig,
+    issued_at_s: int,
+    slot_times_s: npt.ArrayLike,
+    headroom_config: HeadroomConfig,
+    *,
+    forecaster: str | Forecaster = DEFAULT_FORECASTER,
+    data_lag_s: int = DATA_LAG_S,
+) -> list[Assessment | None]:
+    """The headroom formula's whole assessment (headroom and stress) at each slot, from forecast inputs only (see
+    forecast_signal); None where nothing can be said. ValueError when the trace has no input at all."""
+    model = get_forecaster(forecaster) if isinstance(forecaster, str) else forecaster
+    targets = np.asarray(slot_times_s, dtype=np.int64).reshape(-1)
+    known_at = issued_at_s - data_lag_s
     demand_zone = region.zone_for("demand_mw")
     demand = _optional_column_forecast(trace, demand_zone, "demand_mw", known_at, targets, model, region.name)
     forecast_zone = region.zone_for("demand_forecast_mw")
@@ -650,7 +671,7 @@ def forecast_signal(
             return None
         return Observation(float(values[index]), target)
 
-    result = np.full(len(targets), np.nan, dtype=np.float64)
+    result: list[Assessment | None] = [None] * len(targets)
     for index, target in enumerate(int(t) for t in targets):
         signals = GridSignals(
             at_s=target,
@@ -661,7 +682,7 @@ def forecast_signal(
         )
         if signals.demand_mw is None and signals.carbon_g_per_kwh is None and signals.price_usd_per_mwh is None:
             continue  # assess would answer the conservative default; the planner's own NaN rule is clearer
-        result[index] = assess(signals, headroom_config).grid_headroom
+        result[index] = assess(signals, headroom_config)
     return result
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, overload
 
 from router.config import TraceSourceConfig
+from router.sources.config import LiveSourceConfig
 
 
 class Clock(Protocol):
@@ -75,8 +76,18 @@ def as_datetime(clock: Clock) -> datetime:
     return datetime.fromtimestamp(clock.now_s(), tz=UTC)
 
 
-def clock_for_source(source: TraceSourceConfig) -> ReplayClock:
-    """The replay clock that a trace signal source defines: its window start, speed-up and end."""
+@overload
+def clock_for_source(source: TraceSourceConfig) -> ReplayClock: ...
+
+
+@overload
+def clock_for_source(source: TraceSourceConfig | LiveSourceConfig) -> Clock: ...
+
+
+def clock_for_source(source: TraceSourceConfig | LiveSourceConfig) -> Clock:
+    """The clock a signal source defines: a trace's replay window (start, speed-up, end), or live wall time."""
+    if isinstance(source, LiveSourceConfig):
+        return WallClock()
     return ReplayClock(
         start_s=source.start.timestamp(),
         speedup=source.speedup,

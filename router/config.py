@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -27,6 +28,8 @@ from pydantic import (
 )
 
 from router.errors import ConfigError
+from router.openadr.config import OpenADRConfig
+from router.sources.config import LiveSourceConfig
 
 SIGNAL_COLUMNS: tuple[str, ...] = (
     "demand_mw",
@@ -268,10 +271,39 @@ class Knobs(_Strict):
     """A regional app's live magnitude knobs: changed without restarting replicas."""
 
     max_batch_size: PositiveInt = Field(16, le=256, description="Largest dynamic batch the model runs.")
-    precision: Precision = Field(Precision.FP32, description="Model precision.")
+    precision: Precision = Field(
+        Precision.FP32, description="Model precision for work whose class has no entry in class_precision."
+    )
+    class_precision: dict[str, Precision] = Field(
+        default_factory=dict,
+        description="Precision per workload class (e.g. {tolerant: bf16}); the policy degrades classes separately.",
+    )
     max_concurrency: PositiveInt = Field(
         32, le=4096, description="Requests a replica admits at once; beyond it callers wait in the queue."
     )
+    batch_wait_ms: float = Field(
+        5.0,
+        ge=0.0,
+        le=1000.0,
+        description="How long a partial batch of non-urgent work (every class but real-time) waits for more, ms; "
+        "real-time work waits serving.batch_wait_timeout_s.",
+    )
+
+    def precision_for(self, workload_class: str) -> Precision:
+        return self.class_precision.get(workload_class, self.precision)
+
+    @property
+    def work_slots(self) -> int:
+        """Requests one replica works on before the rest queue: one full batch, or fewer if concurrency caps it."""
+        return min(self.max_batch_size, self.max_concurrency)
+
+
+class RegionPinning(StrEnum):
+    """Whether a region's replicas and batch jobs are kept on that region's nodes (router/placement.py)."""
+
+    AUTO = "auto"  # on the region's nodes when the cluster has any at deploy/launch time, else anywhere
+    REQUIRED = "required"  # only on the region's nodes; work waits until one joins (autoscaling clusters)
+    OFF = "off"  # anywhere
 
 
 class ServingConfig(_Strict):
@@ -295,6 +327,11 @@ class ServingConfig(_Strict):
         0.25, gt=0.0, le=64.0, description="CPUs Ray reserves per regional replica (fractional on small hosts)."
     )
     torch_threads: PositiveInt = Field(1, le=64, description="Torch intra-op threads per replica.")
+    region_pinning: RegionPinning = Field(
+        RegionPinning.AUTO,
+        description="Keep each region's replicas and batch jobs on nodes declaring that region (docs/cluster.md): "
+        "auto (when the cluster has such nodes), required (always; wait for them), off.",
+    )
 
 
 class GatewayConfig(_Strict):
@@ -316,7 +353,9 @@ class GatewayConfig(_Strict):
     unhealthy_after_failures: PositiveInt = Field(
         2, description="Consecutive forward failures that mark a region unhealthy until a probe succeeds."
     )
-    probe_interval_s: PositiveFloat = Field(1.0, description="How often an unhealthy region is probed, s.")
+    probe_interval_s: PositiveFloat = Field(
+        1.0, description="How often an unhealthy region, and every remote (endpoint_url) region, is probed, s."
+    )
     wan_emulation: bool = Field(
         False,
         description="Add the real origin->region round-trip time to each forward, so budgets are real end to "
@@ -327,6 +366,136 @@ class GatewayConfig(_Strict):
         min_length=16,
         description="Bearer token for /v1/admin; null: read GRIDSHIFT_ADMIN_TOKEN (or `gridshift up` makes one).",
     )
+
+
+class LadderStep(_Strict):
+    """One rung of the magnitude ladder (docs/policy.md). Rung k answers grid stress level k."""
+
+    max_batch_size: PositiveInt = Field(description="Regional apps' largest dynamic batch at this rung.")
+    max_concurrency: PositiveInt = Field(description="Requests a regional replica admits at once at this rung.")
+    degrade_classes: list[str] = Field(
+        default_factory=list,
+        description="Workload classes that run at the cheapest precision meeting their quality floor at this rung.",
+    )
+    batch_wait_ms: float = Field(
+        5.0,
+        ge=0.0,
+        le=1000.0,
+        description="How long a partial batch of non-urgent work waits for more at this rung, ms: fuller batches "
+        "cost less per item.",
+    )
+    batch_may_run: bool = Field(True, description="Whether batch runners may start shards at this rung.")
+    batch_size: PositiveInt = Field(description="Batch size the batch runners' pipelines use at this rung.")
+
+
+def _default_steps() -> list[LadderStep]:
+    return [
+        LadderStep(max_batch_size=16, max_concurrency=32, degrade_classes=[], batch_size=16),
+        LadderStep(
+            max_batch_size=16,
+            max_concurrency=24,
+            degrade_classes=["tolerant", "batch"],
+            batch_wait_ms=10.0,
+            batch_size=16,
+        ),
+        LadderStep(
+            max_batch_size=8,
+            max_concurrency=16,
+            degrade_classes=["tolerant", "batch", "realtime"],
+            batch_wait_ms=25.0,
+            batch_may_run=False,
+            batch_size=8,
+        ),
+        LadderStep(
+            max_batch_size=4,
+            max_concurrency=8,
+            degrade_classes=["tolerant", "batch", "realtime"],
+            batch_wait_ms=40.0,
+            batch_may_run=False,
+            batch_size=4,
+        ),
+    ]
+
+
+class BatteryDispatchConfig(_Strict):
+    """When the policy discharges and recharges a region's battery."""
+
+    discharge_at_stress: int = Field(
+        2, ge=1, le=3, description="Discharge while the region's stress level is at or above this."
+    )
+    charge_max_stress: int = Field(0, ge=0, le=2, description="Recharge only at or below this stress level.")
+    charge_min_headroom: Fraction = Field(0.5, description="Recharge only while grid headroom is at least this.")
+    horizon_s: PositiveFloat = Field(
+        43_200.0,
+        description="Look-ahead over the stress forecast, s: discharge is sized to last the forecast stressed hours.",
+    )
+
+
+class PowerModelConfig(_Strict):
+    """The region power estimate (docs/policy.md): idle plus utilisation-proportional IT power, times PUE."""
+
+    pue: float = Field(1.2, ge=1.0, le=3.0, description="Power usage effectiveness: facility power / IT power.")
+    idle_fraction: Fraction = Field(0.35, description="IT power at zero load, as a fraction of capacity_kw.")
+    batch_job_cpus: PositiveFloat = Field(
+        1.0, description="CPUs a running batch job keeps busy (its pipeline's own CPU time is not measured)."
+    )
+
+
+def _default_quality_floor() -> dict[str, float]:
+    return {"realtime": 0.999, "tolerant": 0.99, "batch": 0.95}
+
+
+class PolicyConfig(_Strict):
+    """The policy actor: magnitude ladder, quality floors, battery dispatch and safety timeouts."""
+
+    enabled: bool = Field(True, description="Run the policy actor; false leaves every region on serving.knobs.")
+    period_s: PositiveFloat = Field(1.0, le=60.0, description="How often the policy decides, wall seconds.")
+    min_dwell_s: NonNegativeFloat = Field(
+        900.0,
+        description="A rung is held at least this long (control-clock s) and stress must stay lower this long "
+        "before the ladder recovers one rung; escalation is immediate.",
+    )
+    fallback_after_s: PositiveFloat = Field(
+        10.0,
+        description="Decisions older than this (wall s) are ignored: regions and batch runners return to safe "
+        "defaults (serving.knobs, batch allowed) rather than stay degraded or paused.",
+    )
+    knob_refresh_s: PositiveFloat = Field(
+        0.25, le=10.0, description="How often each regional replica reads its knobs and reports its load, wall s."
+    )
+    quality_floor: dict[str, Fraction] = Field(
+        default_factory=_default_quality_floor,
+        description="Per workload class, the lowest mean cosine similarity to fp32 (measured on the evaluation "
+        "set) its embeddings may fall to; the ladder never picks a precision below it.",
+    )
+    steps: list[LadderStep] = Field(
+        default_factory=_default_steps, min_length=1, max_length=4, description="Ladder rungs, stress 0 upward."
+    )
+    calibration_file: str | None = Field(
+        None, description="Measured cost and quality per precision (JSON); null: the packaged calibration."
+    )
+    battery: BatteryDispatchConfig = Field(default_factory=BatteryDispatchConfig, description="Battery dispatch.")
+
+    @model_validator(mode="after")
+    def _monotone(self) -> PolicyConfig:
+        for index, (lower, higher) in enumerate(itertools.pairwise(self.steps), start=1):
+            if higher.max_batch_size > lower.max_batch_size or higher.max_concurrency > lower.max_concurrency:
+                raise ValueError(f"steps.{index}: batch size and concurrency must not grow up the ladder")
+            if not set(lower.degrade_classes) <= set(higher.degrade_classes):
+                raise ValueError(f"steps.{index}: a class degraded at a lower rung must stay degraded")
+            if lower.batch_may_run is False and higher.batch_may_run:
+                raise ValueError(f"steps.{index}: batch paused at a lower rung must stay paused")
+        for index, step in enumerate(self.steps):
+            unknown = sorted(set(step.degrade_classes) - set(self.quality_floor))
+            if unknown:
+                raise ValueError(f"steps.{index}.degrade_classes: no quality_floor for {unknown}")
+            # Real-time traffic is degraded last: never at a rung where another degradable class is not.
+            spared = sorted(set(self.quality_floor) - set(step.degrade_classes))
+            if "realtime" in step.degrade_classes and spared:
+                raise ValueError(
+                    f"steps.{index}: realtime is degraded while {spared} are not; real-time work must be degraded last"
+                )
+        return self
 
 
 def _valid_rtt(value: float) -> float:
@@ -361,9 +530,31 @@ class FleetConfig(_Strict):
     )
     headroom: HeadroomConfig = Field(default_factory=HeadroomConfig, description="Headroom formula.")
     routing: RoutingConfig = Field(default_factory=RoutingConfig, description="Region choice.")
-    signal_source: TraceSourceConfig = Field(description="Where grid signals come from.")
+    signal_source: TraceSourceConfig | LiveSourceConfig = Field(
+        description="Where grid signals come from: kind trace (the default) or live (docs/signals.md)."
+    )
     serving: ServingConfig = Field(default_factory=ServingConfig, description="Regional model apps.")
     gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="HTTP gateway.")
+    policy: PolicyConfig = Field(default_factory=PolicyConfig, description="Magnitude-shifting policy.")
+    power: PowerModelConfig = Field(default_factory=PowerModelConfig, description="Region power estimate.")
+    openadr: OpenADRConfig | None = Field(None, description="OpenADR 3 VEN; null: none.")
+
+    @field_validator("signal_source", mode="before")
+    @classmethod
+    def _source_kind(cls, value: Any) -> Any:
+        # Dispatch on `kind` by hand (not a tagged union) so errors read signal_source.<field>, as they always have,
+        # and a fleet without `kind` keeps meaning the trace source.
+        if not isinstance(value, Mapping):
+            return value
+        kind = value.get("kind", "trace")
+        if kind == "live":
+            return LiveSourceConfig.model_validate(value)
+        if kind != "trace":
+            raise ValidationError.from_exception_data(
+                "signal_source",
+                [{"type": "literal_error", "loc": ("kind",), "input": kind, "ctx": {"expected": "'trace' or 'live'"}}],
+            )
+        return TraceSourceConfig.model_validate(value)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> FleetConfig:
@@ -376,6 +567,15 @@ class FleetConfig(_Strict):
         for required in ("realtime", "tolerant"):
             if required not in self.workload_classes:
                 raise ValueError(f"workload_classes: the {required!r} class is required")
+        if self.openadr is not None:
+            self.openadr.check_regions(tuple(names))
+        defaults = self.serving.knobs
+        for index, step in enumerate(self.policy.steps):
+            if step.max_batch_size > defaults.max_batch_size or step.max_concurrency > defaults.max_concurrency:
+                raise ValueError(
+                    f"policy.steps.{index}: exceeds serving.knobs (max_batch_size {defaults.max_batch_size}, "
+                    f"max_concurrency {defaults.max_concurrency}); the ladder only turns regions down"
+                )
         return self
 
     def region(self, name: str) -> RegionConfig:
@@ -408,7 +608,8 @@ def packaged_data(name: str) -> Path:
     return Path(str(resources.files("router").joinpath("data", name)))
 
 
-def _format_errors(error: ValidationError) -> str:
+def format_validation_errors(error: ValidationError) -> str:
+    """One line per field error, `  location: message`: how every config error names its fields."""
     lines = []
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"]) or "(top level)"
@@ -423,7 +624,7 @@ def parse_fleet(data: Any, source: str = "<fleet>") -> FleetConfig:
     try:
         return FleetConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(f"{source}: invalid fleet config\n{_format_errors(error)}") from None
+        raise ConfigError(f"{source}: invalid fleet config\n{format_validation_errors(error)}") from None
 
 
 def load_fleet(path: str | Path | None = None) -> FleetConfig:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from router.config import (
     DEFAULT_TRACE_RESOURCE,
+    SIGNAL_COLUMNS,
     FleetConfig,
     HeadroomConfig,
     RegionConfig,
@@ -19,7 +20,9 @@ from router.config import (
 from router.events import DREvent, active_event_level
 from router.headroom import STRESS_NAMES, Assessment, GridSignals, assess
 from router.routing import RegionState
-from router.trace import Trace, iso, load_trace
+from router.sources.config import LiveSourceConfig
+from router.sources.store import SignalStore
+from router.trace import Observation, SignalReader, Trace, iso, load_trace
 
 _DAY_S = 86_400
 
@@ -47,8 +50,8 @@ class FleetSnapshot:
         return tuple(region.state for region in self.regions)
 
 
-def observe(region: RegionConfig, trace: Trace, at_s: int, config: HeadroomConfig) -> GridSignals:
-    """Read a region's signals from the trace as known at `at_s` (latest value at or before it)."""
+def observe(region: RegionConfig, trace: SignalReader, at_s: int, config: HeadroomConfig) -> GridSignals:
+    """Read a region's signals from the trace (or live store) as known at `at_s` (latest value at or before it)."""
     demand_zone = region.zone_for("demand_mw")
     peak = trace.trailing_quantile(
         demand_zone, "demand_mw", at_s, int(config.peak_lookback_days * _DAY_S), config.peak_quantile
@@ -64,22 +67,41 @@ def observe(region: RegionConfig, trace: Trace, at_s: int, config: HeadroomConfi
     )
 
 
+def _overridden(signals: GridSignals, replaced: Mapping[str, Observation]) -> GridSignals:
+    unknown = sorted(set(replaced) - set(SIGNAL_COLUMNS))
+    if unknown:
+        raise ValueError(f"cannot override {unknown}: not signal columns {list(SIGNAL_COLUMNS)}")
+    return replace(
+        signals,
+        demand_mw=replaced.get("demand_mw", signals.demand_mw),
+        demand_forecast_mw=replaced.get("demand_forecast_mw", signals.demand_forecast_mw),
+        carbon_g_per_kwh=replaced.get("carbon_g_per_kwh", signals.carbon_g_per_kwh),
+        price_usd_per_mwh=replaced.get("price_usd_per_mwh", signals.price_usd_per_mwh),
+        dr_level=replaced.get("dr_level", signals.dr_level),
+    )
+
+
 def snapshot(
     fleet: FleetConfig,
-    trace: Trace,
+    trace: SignalReader,
     at_s: int,
     *,
     events: Iterable[DREvent] = (),
     healthy: Mapping[str, bool] | None = None,
     utilization: Mapping[str, float] | None = None,
+    overrides: Mapping[str, Mapping[str, Observation]] | None = None,
     version: int = 0,
 ) -> FleetSnapshot:
     """Assess every region of the fleet at `at_s`. Regions absent from `healthy`/`utilization` are
-    taken as healthy and idle (the CLI's view; the gateway passes measured figures)."""
+    taken as healthy and idle (the CLI's view; the gateway passes measured figures). `overrides` replaces
+    a region's observed signals by column (a utility's own price or carbon figure for the period, say)."""
     event_list = list(events)
     regions = []
     for region in fleet.regions:
         signals = observe(region, trace, at_s, fleet.headroom)
+        replaced = (overrides or {}).get(region.name)
+        if replaced:
+            signals = _overridden(signals, replaced)
         assessment = assess(signals, fleet.headroom, active_event_level(event_list, region.name, at_s))
         state = RegionState(
             name=region.name,
@@ -101,14 +123,27 @@ class FleetContext:
     fleet: FleetConfig
     trace: Trace
     rtt_ms: dict[str, dict[str, float]]
+    # Live fleets only: the store the signal poller fills. `trace` is then the history trace (reference peaks,
+    # the batch planner's forecasts) and the snapshot reads current signals from here.
+    signals: SignalStore | None = None
+
+    @property
+    def reader(self) -> SignalReader:
+        """Where current signals are read: the live store when there is one, else the trace."""
+        return self.trace if self.signals is None else self.signals
 
 
 def load_context(fleet: FleetConfig, trace_path: str | Path | None = None) -> FleetContext:
-    """Load the trace (the fleet's, unless overridden) and latency matrix, and check they cover the fleet."""
-    path = trace_path or fleet.signal_source.path or packaged_data(DEFAULT_TRACE_RESOURCE)
+    """Load the trace (the fleet's, unless overridden) and latency matrix, and check they cover the fleet.
+    A live fleet also gets an empty signal store, which its poller fills (router.sources.poller)."""
+    source = fleet.signal_source
+    configured = source.history_trace if isinstance(source, LiveSourceConfig) else source.path
+    path = trace_path or configured or packaged_data(DEFAULT_TRACE_RESOURCE)
     rtt = load_rtt_matrix(fleet.latency)
     check_latency_coverage(fleet, rtt)
-    return FleetContext(fleet, load_trace(path), rtt)
+    trace = load_trace(path)
+    store = SignalStore.for_config(source, trace) if isinstance(source, LiveSourceConfig) else None
+    return FleetContext(fleet, trace, rtt, store)
 
 
 def _round(value: float | None, digits: int) -> float | None:

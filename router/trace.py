@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,18 @@ class Observation:
 
     value: float
     observed_at_s: int
+
+
+class SignalReader(Protocol):
+    """What a fleet snapshot reads its signals from: a loaded Trace, or the live SignalStore fed by the poller."""
+
+    def latest(self, zone: str, column: str, at_s: int) -> Observation | None:
+        """The most recent value of `column` in `zone` known at `at_s`, with when it was measured; None if none."""
+        ...
+
+    def trailing_quantile(self, zone: str, column: str, at_s: int, lookback_s: int, quantile: float) -> float | None:
+        """Quantile of `column` over (at_s - lookback_s, at_s]; None when the window holds no value."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
-import ray
 from ray import serve
 from ray.actor import ActorHandle
 from ray.serve import Application
 
-from batch.driver import launch_in_cluster
+from batch.driver import cluster_nodes, launch_in_cluster
 from batch.spec import BatchJobSpec
 from policies.actor import ControlActor, get_or_create_control_actor
 from policies.control import ControlState
+from policies.openadr_actor import get_or_create_openadr_actor
+from policies.policy_actor import get_or_create_policy_actor
 from router.config import (
     FleetConfig,
+    RegionConfig,
+    RoutingMode,
     ServingConfig,
     configured_admin_token,
     load_fleet,
@@ -24,6 +27,7 @@ from router.config import (
     parse_fleet,
 )
 from router.events import DREvent
+from router.placement import ClusterNode, region_placement
 from serve_apps.backends import HandleBackend, HttpBackend, RegionBackend
 from serve_apps.gateway import GatewayCore
 from serve_apps.http_api import admin_token_digest, create_app
@@ -40,10 +44,25 @@ class RayControlSource:
         self._actor: Any = actor
 
     async def sync(
-        self, gateway_id: str, in_flight: dict[str, int], unhealthy: list[str], known_version: int
+        self,
+        gateway_id: str,
+        in_flight: dict[str, int],
+        unhealthy: list[str],
+        known_version: int,
+        moved_items_per_s: dict[str, float] | None = None,
     ) -> ControlState | None:
-        result: ControlState | None = await self._actor.sync.remote(gateway_id, in_flight, unhealthy, known_version)
+        result: ControlState | None = await self._actor.sync.remote(
+            gateway_id, in_flight, unhealthy, known_version, moved_items_per_s
+        )
         return result
+
+    async def telemetry(self) -> dict[str, object]:
+        telemetry: dict[str, object] = await self._actor.telemetry.remote()
+        return telemetry
+
+    async def openadr_status(self) -> dict[str, Any] | None:
+        status: dict[str, Any] | None = await self._actor.openadr_status.remote()
+        return status
 
     async def post_event(self, event: DREvent) -> DREvent:
         posted: DREvent = await self._actor.post_event.remote(event)
@@ -101,6 +120,11 @@ class Gateway:
             for region in fleet.regions
         }
         control = RayControlSource(get_or_create_control_actor(fleet))
+        # Started (or found) here, so `serve run serve_config.yaml` gets them as `gridshift up` does.
+        if fleet.policy.enabled:
+            get_or_create_policy_actor(fleet)
+        if fleet.openadr is not None:
+            get_or_create_openadr_actor(fleet)
         self.core = GatewayCore(
             fleet, load_rtt_matrix(fleet.latency), control, backends, batch_launcher=RayBatchLauncher(fleet)
         )
@@ -110,38 +134,33 @@ class Gateway:
         return create_app(self.core, self._admin_token_sha256)
 
 
+REGIONAL_DEPLOYMENT_PREFIX = "region-"
+
+
+def urgent_classes(fleet: FleetConfig) -> tuple[str, ...]:
+    """Classes served where they arrive (mode stay): their batches never wait longer than the deployment's."""
+    return tuple(name for name, workload in fleet.workload_classes.items() if workload.mode is RoutingMode.STAY)
+
+
 def regional_deployment_name(region: str) -> str:
-    return f"region-{region}"
-
-
-def region_resource(region: str) -> str:
-    """The custom resource a node of `region` declares (cluster.yaml), used to pin that region's work."""
-    return f"gridshift-region-{region}"
-
-
-# A sliver of the region's resource: enough to require a node of that region, never enough to limit packing.
-_PIN_AMOUNT = 0.001
+    return f"{REGIONAL_DEPLOYMENT_PREFIX}{region}"
 
 
 def regional_actor_options(
-    region: str, serving: ServingConfig, cluster_resources: Mapping[str, float]
+    region: RegionConfig, serving: ServingConfig, nodes: Sequence[ClusterNode]
 ) -> dict[str, Any]:
-    """Ray actor options of a region's replicas: pinned to that region's nodes when the cluster has any,
-    anywhere on a cluster without per-region nodes (a laptop, CI)."""
-    options: dict[str, Any] = {"num_cpus": serving.replica_num_cpus}
-    resource = region_resource(region)
-    if cluster_resources.get(resource, 0.0) > 0:
-        options["resources"] = {resource: _PIN_AMOUNT}
-    return options
+    """Ray actor options of a region's replicas: on that region's nodes when the cluster has any (see
+    router.placement.region_placement), anywhere on a cluster without per-region nodes (a laptop, CI)."""
+    return {"num_cpus": serving.replica_num_cpus, **region_placement(region, serving.region_pinning, nodes)}
 
 
 def build_app(
-    fleet: FleetConfig, admin_token_sha256: str | None, cluster_resources: Mapping[str, float] | None = None
+    fleet: FleetConfig, admin_token_sha256: str | None, nodes: Sequence[ClusterNode] | None = None
 ) -> Application:
     """The whole fleet as one Serve application: regional deployments bound into the gateway.
-    `cluster_resources` defaults to the connected cluster's (`ray.cluster_resources()`)."""
-    if cluster_resources is None:
-        cluster_resources = ray.cluster_resources() if ray.is_initialized() else {}  # type: ignore[no-untyped-call]
+    `nodes` defaults to the connected cluster's (placement is decided once, at build time)."""
+    if nodes is None:
+        nodes = cluster_nodes()
     serving = fleet.serving
     handles = {}
     for region in fleet.regions:
@@ -151,7 +170,7 @@ def build_app(
             name=regional_deployment_name(region.name),
             num_replicas=serving.replicas_per_region,
             user_config=serving.knobs.model_dump(mode="json"),
-            ray_actor_options=regional_actor_options(region.name, serving, cluster_resources),
+            ray_actor_options=regional_actor_options(region, serving, nodes),
         )
         handles[region.name] = deployment.bind(
             region.name,
@@ -160,6 +179,9 @@ def build_app(
             serving.model_name,
             serving.batch_wait_timeout_s,
             serving.torch_threads,
+            fleet.policy.knob_refresh_s,
+            fleet.policy.fallback_after_s,
+            urgent_classes=urgent_classes(fleet),
         )
     gateway = Gateway.options(  # type: ignore[attr-defined]
         num_replicas=fleet.gateway.replicas, ray_actor_options={"num_cpus": fleet.gateway.num_cpus}
@@ -172,9 +194,12 @@ def app_builder(args: dict[str, Any]) -> Application:
     """Entry point for `serve run` / `serve deploy` (see serve_config.yaml): args `fleet` (a path, optional)
     and `admin_token_sha256` (optional; else the digest of $GRIDSHIFT_ADMIN_TOKEN; with neither, the admin
     API refuses every call)."""
-    fleet = load_fleet(args.get("fleet"))
-    digest = args.get("admin_token_sha256")
+    return build_app_for_serve(load_fleet(args.get("fleet")), args.get("admin_token_sha256"))
+
+
+def build_app_for_serve(fleet: FleetConfig, admin_token_sha256: str | None) -> Application:
+    """build_app for Serve entry points: without a digest, that of the configured token, if any."""
     token = configured_admin_token(fleet.gateway)
-    if digest is None and token:
-        digest = admin_token_digest(token)
-    return build_app(fleet, digest)
+    if admin_token_sha256 is None and token:
+        admin_token_sha256 = admin_token_digest(token)
+    return build_app(fleet, admin_token_sha256)

@@ -29,7 +29,9 @@ class BackendError(Exception):
 class RegionBackend(Protocol):
     region: str
 
-    async def embed(self, texts: list[str], timeout_s: float) -> RegionalResult: ...
+    async def embed(self, texts: list[str], timeout_s: float, workload_class: str = "tolerant") -> RegionalResult:
+        """Embed `texts` for work of `workload_class` (the region's knobs may run classes at different precisions)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -41,8 +43,8 @@ class HandleBackend:
         self.region = region
         self._handle = handle
 
-    async def embed(self, texts: list[str], timeout_s: float) -> RegionalResult:
-        response = self._handle.embed.remote(texts)
+    async def embed(self, texts: list[str], timeout_s: float, workload_class: str = "tolerant") -> RegionalResult:
+        response = self._handle.embed.remote(texts, workload_class)
         try:
             result: RegionalResult = await asyncio.wait_for(response, timeout_s)
         except TimeoutError:
@@ -76,7 +78,10 @@ class HttpBackend:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
         return self._session
 
-    async def embed(self, texts: list[str], timeout_s: float) -> RegionalResult:
+    async def embed(self, texts: list[str], timeout_s: float, workload_class: str = "tolerant") -> RegionalResult:
+        # Always asked as real-time work at its own origin, so it is served there; the remote's own knobs for
+        # real-time work then decide its precision, whatever `workload_class` the request had here.
+        del workload_class
         headers = {"X-Gridshift-Class": "realtime", "X-Gridshift-Origin": self.region}
         try:
             async with self._client().post(

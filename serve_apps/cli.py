@@ -15,13 +15,17 @@ from urllib.error import URLError
 from pydantic import ValidationError
 
 from router.clock import FixedClock, clock_for_source
-from router.config import ADMIN_TOKEN_ENV, load_fleet, parse_fleet, utc_now_from
+from router.config import ADMIN_TOKEN_ENV, TraceSourceConfig, load_fleet, parse_fleet, utc_now_from
 from router.errors import GridshiftError, UnknownRegionError
 from router.headroom import STRESS_NAMES
 from router.routing import RouteRequest, choose_region, decision_to_dict, request_to_dict
 from router.state import FleetContext, load_context, snapshot, snapshot_to_dict
 from router.trace import iso
+from serve_apps.cli_openadr import register as add_openadr_verbs
+from serve_apps.cli_policy import register as add_policy_verbs
+from serve_apps.cli_signals import register as add_signals_verbs
 from serve_apps.client import GridshiftClientError
+from serve_apps.cluster import add_cluster_verbs
 
 ROUTE_SCHEMA = "gridshift.route_explain/v1"
 
@@ -124,8 +128,12 @@ def cmd_route_replay(args: argparse.Namespace) -> int:
     context = _context(args)
     request = _route_request(args, context)
     source = context.fleet.signal_source
-    start = utc_now_from(args.start).timestamp() if args.start else source.start.timestamp()
-    end = utc_now_from(args.end).timestamp() if args.end else (source.end or source.start).timestamp()
+    if isinstance(source, TraceSourceConfig):
+        window = (source.start.timestamp(), (source.end or source.start).timestamp())
+    elif not (args.start and args.end):
+        raise GridshiftError("--start and --end: a live fleet has no replay window to default to")
+    start = utc_now_from(args.start).timestamp() if args.start else window[0]
+    end = utc_now_from(args.end).timestamp() if args.end else window[1]
     if end <= start:
         raise GridshiftError("replay window is empty: --end must be after --start")
     step = int(args.step_hours * 3600)
@@ -404,6 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
         control.add_argument("job")
         control.add_argument("--url", default="http://127.0.0.1:8000")
         control.set_defaults(func=cmd_batch_control, action=action)
+    add_cluster_verbs(verbs)
+    add_openadr_verbs(verbs)
+    add_policy_verbs(verbs)
+    add_signals_verbs(verbs)
     return parser
 
 

@@ -136,6 +136,9 @@ class MiniLMEmbedder:
         self.torch_threads = torch_threads
         self.max_input_tokens = max_input_tokens
         self._lock = threading.Lock()
+        # A fast tokenizer keeps its padding and truncation settings as mutable state: two threads calling it at
+        # once (a batch pass and a token count) can tokenize with each other's settings, or fail outright.
+        self._tokenizer_lock = threading.Lock()
         self._variants: dict[Precision, torch.nn.Module] = {}
 
         if model_dir is not None:
@@ -244,9 +247,10 @@ class MiniLMEmbedder:
     def _forward(self, model: torch.nn.Module, texts: list[str]) -> np.ndarray:
         import torch
 
-        batch = self._tokenizer(
-            texts, padding="longest", truncation=True, max_length=self.max_input_tokens, return_tensors="pt"
-        )
+        with self._tokenizer_lock:
+            batch = self._tokenizer(
+                texts, padding="longest", truncation=True, max_length=self.max_input_tokens, return_tensors="pt"
+            )
         hidden = model(**batch).last_hidden_state.float()  # pool in fp32 whatever the encoder's precision
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         # Mean over real tokens only; the clamp guards a zero-length row, which BERT's [CLS]/[SEP] rule out anyway.
@@ -259,7 +263,8 @@ class MiniLMEmbedder:
         _check_texts(texts)
         if not texts:
             return 0
-        encoded = self._tokenizer(list(texts), truncation=True, max_length=self.max_input_tokens)
+        with self._tokenizer_lock:
+            encoded = self._tokenizer(list(texts), truncation=True, max_length=self.max_input_tokens)
         return sum(len(ids) for ids in encoded["input_ids"])
 
 

@@ -12,9 +12,10 @@ import logging
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from batch.spec import BatchJobSpec
 from policies.control import ControlState
@@ -25,13 +26,25 @@ from serve_apps.backends import BackendError, RegionalResult, RegionBackend
 
 logger = logging.getLogger("gridshift.gateway")
 
+MOVED_WINDOW_S = 5.0
+"""Shifted work is reported as a rate over this many seconds."""
+
 
 class ControlSource(Protocol):
     """What the gateway needs of the control actor."""
 
     async def sync(
-        self, gateway_id: str, in_flight: dict[str, int], unhealthy: list[str], known_version: int
+        self,
+        gateway_id: str,
+        in_flight: dict[str, int],
+        unhealthy: list[str],
+        known_version: int,
+        moved_items_per_s: dict[str, float] | None = None,
     ) -> ControlState | None: ...
+
+    async def telemetry(self) -> dict[str, object]: ...
+
+    async def openadr_status(self) -> dict[str, Any] | None: ...
 
     async def post_event(self, event: DREvent) -> DREvent: ...
 
@@ -108,8 +121,11 @@ class GatewayCore:
         self.backends = dict(backends)
         self.gateway_id = uuid.uuid4().hex[:12]
         self.health = RegionHealth(fleet.gateway.unhealthy_after_failures)
+        # Served by another cluster over HTTP: probed while up too, since nothing else would notice it die.
+        self.remote_regions = frozenset(region.name for region in fleet.regions if region.endpoint_url)
         self.in_flight: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
         self.served_by_region: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
+        self._moved: deque[tuple[float, str, int]] = deque()  # (monotonic s, origin, items) of shifted work
         self.state: ControlState | None = None
         self.last_sync_s: float | None = None
         self._router = StickyRouter(rtt_ms, fleet.routing)
@@ -124,7 +140,11 @@ class GatewayCore:
     async def refresh(self) -> bool:
         """Report load and health, take any newer state. True when the state changed."""
         newer = await self.control.sync(
-            self.gateway_id, dict(self.in_flight), sorted(self.health.down), self.state.version if self.state else -1
+            self.gateway_id,
+            dict(self.in_flight),
+            sorted(self.health.down),
+            self.state.version if self.state else -1,
+            self.moved_items_per_s(),
         )
         self.last_sync_s = self._monotonic_s()
         if newer is None:
@@ -135,6 +155,17 @@ class GatewayCore:
             self._router.forget()
         self.state = newer
         return True
+
+    def moved_items_per_s(self) -> dict[str, float]:
+        """Per origin, tolerant items this replica served elsewhere over the last few seconds, per second: the
+        work geographic shifting took away from that origin's region (its power baseline counts it)."""
+        horizon = self._monotonic_s() - MOVED_WINDOW_S
+        while self._moved and self._moved[0][0] < horizon:
+            self._moved.popleft()
+        rates: dict[str, float] = {}
+        for _, origin, items in self._moved:
+            rates[origin] = rates.get(origin, 0.0) + items / MOVED_WINDOW_S
+        return rates
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -149,16 +180,30 @@ class GatewayCore:
     async def _probe_forever(self) -> None:
         while True:
             await asyncio.sleep(self.fleet.gateway.probe_interval_s)
-            for region in sorted(self.health.down):
-                backend = self.backends.get(region)
-                if backend is None:
-                    continue
-                try:
-                    await backend.embed(["probe"], self.fleet.gateway.min_forward_timeout_s)
-                except BackendError:
-                    continue
-                self.health.succeeded(region)
-                logger.info("region %s answered a probe: healthy again", region)
+            await self.probe_once()
+
+    async def probe_once(self) -> None:
+        """Probe every region marked down (a success brings it back) and every remote region, concurrently.
+
+        A remote cluster that stops answering probes is marked down after `unhealthy_after_failures` of them, so
+        routing leaves it before requests fail there; the control state learns it on the next sync. An in-cluster
+        region needs no such probe: Serve health-checks its replicas and routes around dead ones.
+        """
+        targets = sorted((self.health.down | self.remote_regions) & self.backends.keys())
+        await asyncio.gather(*(self._probe(region) for region in targets))
+
+    async def _probe(self, region: str) -> None:
+        was_down = region in self.health.down
+        try:
+            await self.backends[region].embed(["probe"], self.fleet.gateway.min_forward_timeout_s)
+        except BackendError as error:
+            self.health.failed(region)
+            if not was_down and region in self.health.down:
+                logger.warning("region %s failed its health probes (%s): marked down", region, error)
+            return
+        self.health.succeeded(region)
+        if was_down:
+            logger.info("region %s answered a probe: healthy again", region)
 
     def start(self) -> None:
         """Start the background refresh and probe loops (call from inside the serving event loop)."""
@@ -214,7 +259,7 @@ class GatewayCore:
                 if wan:
                     await self._sleep(rtt_s)  # the real round trip to that region, emulated on one machine
                 timeout_s = max(remaining_s, self.fleet.gateway.min_forward_timeout_s)
-                result = await backend.embed(texts, timeout_s)
+                result = await backend.embed(texts, timeout_s, request.workload_class)
             except BackendError as error:
                 self.health.failed(region)
                 logger.warning("forward to %s failed (%s); trying the next candidate", region, error)
@@ -223,6 +268,8 @@ class GatewayCore:
                 self.in_flight[region] -= 1
             self.health.succeeded(region)
             self.served_by_region[region] += 1
+            if request.mode is RoutingMode.SHIFT and region != request.origin:
+                self._moved.append((self._monotonic_s(), request.origin, len(texts)))
             headroom = next(s.headroom for s in state.snapshot.states if s.name == region)
             return Served(result, decision, headroom, state.version, tuple(attempts))
         raise NoRegionAvailable(f"no region could serve the request (tried {attempts or 'none'})")

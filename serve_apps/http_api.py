@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -16,8 +17,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from batch.spec import BatchJobSpec
@@ -25,15 +26,20 @@ from policies.control import ControlState
 from router.config import UtcDatetime
 from router.errors import GridshiftError, UnknownRegionError
 from router.events import DREvent
+from router.openadr.status import STATUS_PATH as OPENADR_STATUS_PATH
 from router.routing import decision_to_dict, request_to_dict
+from router.sources.store import status_to_dict
 from router.state import snapshot_to_dict
 from router.trace import iso
 from serve_apps.backends import RegionalResult
 from serve_apps.gateway import GatewayCore, NoRegionAvailable, Served
+from serve_apps.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from serve_apps.metrics import region_staleness, render_metrics
 
 logger = logging.getLogger("gridshift.http")
 
 API_VERSION = "v1"
+TELEMETRY_TIMEOUT_S = 1.0  # /v1/regions waits this long for policy figures, then answers without them
 
 
 class ApiError(Exception):
@@ -69,7 +75,8 @@ class EventRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     region: str = Field(min_length=1)
-    level: int = Field(ge=0, le=3, description="0 normal, 1 elevated, 2 high, 3 emergency.")
+    level: int | None = Field(None, ge=0, le=3, description="0 normal, 1 elevated, 2 high, 3 emergency.")
+    power_limit_kw: PositiveFloat | None = Field(None, description="Import limit while active, kW.")
     start: UtcDatetime | None = Field(None, description="Start (UTC); default: now on the control clock.")
     end: UtcDatetime | None = Field(None, description="End (UTC, exclusive); default: until cleared.")
     source: Literal["operator", "utility"] = "operator"
@@ -211,13 +218,44 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
     async def regions() -> dict[str, Any]:
         state = await core.ready_state()
         body = regions_body(state)
+        try:
+            # Policy, load and power are best-effort figures for operators: never a reason to fail this call.
+            telemetry: dict[str, Any] | None = await asyncio.wait_for(core.control.telemetry(), TELEMETRY_TIMEOUT_S)
+        except Exception:
+            logger.warning("control telemetry unavailable; /v1/regions without policy figures", exc_info=True)
+            telemetry = None
+        body["policy"] = None if telemetry is None else telemetry.get("policy")
+        body["calibration"] = None if telemetry is None else telemetry.get("calibration")
+        per_region = {} if telemetry is None else telemetry.get("regions", {})
         for region in body["regions"]:
+            name = region["region"]
             region["gateway"] = {
-                "in_flight": core.in_flight[region["region"]],
-                "served": core.served_by_region[region["region"]],
-                "marked_down": region["region"] in core.health.down,
+                "in_flight": core.in_flight[name],
+                "served": core.served_by_region[name],
+                "marked_down": name in core.health.down,
             }
+            extra = per_region.get(name, {})
+            region["load"] = extra.get("load")
+            region["policy"] = extra.get("policy")
+            region["knob_reason"] = extra.get("knob_reason")
         return body
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        state = await core.ready_state()
+        text = render_metrics(state, core.in_flight, core.served_by_region, core.health.down)
+        return PlainTextResponse(text, media_type=METRICS_CONTENT_TYPE)
+
+    @app.get(OPENADR_STATUS_PATH)
+    async def openadr_status() -> dict[str, Any]:
+        status = await core.control.openadr_status()
+        if status is None:
+            raise ApiError(
+                404,
+                "no OpenADR VEN status: the fleet has no openadr section, or its VEN has not reported yet",
+                kind="not_found_error",
+            )
+        return status
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -244,7 +282,14 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
         # started at a fractional now would stay inactive until the next second.
         start = spec.start or datetime.fromtimestamp(math.floor(await core.control.clock_now_s()), tz=UTC)
         try:
-            event = DREvent(region=spec.region, level=spec.level, start=start, end=spec.end, source=spec.source)
+            event = DREvent(
+                region=spec.region,
+                level=spec.level,
+                power_limit_kw=spec.power_limit_kw,
+                start=start,
+                end=spec.end,
+                source=spec.source,
+            )
         except ValidationError as error:
             raise RequestValidationError(error.errors()) from None
         try:
@@ -366,8 +411,13 @@ def _routing_headers(served: Served) -> dict[str, str]:
 
 
 def regions_body(state: ControlState) -> dict[str, Any]:
-    """`GET /v1/regions`: the snapshot (signals with units, headroom, stress, health, load) plus knobs."""
+    """`GET /v1/regions`: the snapshot (signals with units, headroom, stress, health, load) plus the knobs in force
+    and where they come from (operator, policy or defaults)."""
     body = snapshot_to_dict(state.snapshot)
-    for region in body["regions"]:
+    for region, snap in zip(body["regions"], state.snapshot.regions, strict=True):
         region["knobs"] = state.knobs[region["region"]].model_dump(mode="json")
+        region["knob_source"] = state.knob_sources.get(region["region"])
+        region["staleness"] = region_staleness(snap, state.snapshot.at_s)
+    # Live fleets: each signal source's health (docs/signals.md); null for a trace fleet.
+    body["signal_sources"] = None if state.signals is None else status_to_dict(state.signals)["sources"]
     return body

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from router.config import ADMIN_TOKEN_ENV, FleetConfig, configured_admin_token, load_rtt_matrix
@@ -41,14 +42,17 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     )
 
 
-def deploy(fleet: FleetConfig, admin_token: str, *, blocking_timeout_s: float = 600.0) -> None:
-    """Deploy the fleet's Serve application on the connected Ray cluster and wait until it is running."""
+def deploy(
+    fleet: FleetConfig, admin_token: str, *, blocking_timeout_s: float = 600.0, proxy_location: str = "EveryNode"
+) -> None:
+    """Deploy the fleet's Serve application on the connected Ray cluster and wait until it is running.
+    `proxy_location` HeadOnly: one HTTP proxy (several nodes on one host would contend for the port)."""
     from ray import serve
 
     from serve_apps.app import APP_NAME, build_app
     from serve_apps.http_api import admin_token_digest
 
-    serve.start(http_options={"host": fleet.gateway.host, "port": fleet.gateway.port})
+    serve.start(http_options={"host": fleet.gateway.host, "port": fleet.gateway.port}, proxy_location=proxy_location)
     serve.run(
         build_app(fleet, admin_token_digest(admin_token)),
         name=APP_NAME,
@@ -74,16 +78,33 @@ def wait_until_running(app_name: str, timeout_s: float) -> None:
         time.sleep(0.5)
 
 
-def routing_summary(fleet: FleetConfig, state: Any) -> str:
-    """One screen on what routing does now: each region's grid, and where tolerant work from each origin goes."""
+def routing_summary(fleet: FleetConfig, state: Any, telemetry: Mapping[str, Any] | None = None) -> str:
+    """One screen on what the fleet does now: each region's grid, the policy's rung, knobs, battery and power, and
+    where tolerant work from each origin goes."""
     rtt = load_rtt_matrix(fleet.latency)
     lines = [f"trace time {iso(state.snapshot.at_s)}  (control state v{state.version})"]
+    per_region = (telemetry or {}).get("regions", {})
     for region in state.snapshot.regions:
         a = region.assessment
+        name = region.config.name
+        knobs = state.knobs[name]
         lines.append(
-            f"  {region.config.name:<12} {region.config.zone:<5} headroom {a.headroom:.2f}  "
-            f"stress {a.stress_level} {STRESS_NAMES[a.stress_level]:<9} {'up' if region.state.healthy else 'DOWN'}"
+            f"  {name:<12} {region.config.zone:<5} headroom {a.headroom:.2f}  "
+            f"stress {a.stress_level} {STRESS_NAMES[a.stress_level]:<9} {'up' if region.state.healthy else 'DOWN'}  "
+            f"knobs ({state.knob_sources.get(name, '-')}): tolerant {knobs.precision_for('tolerant').value}, "
+            f"realtime {knobs.precision_for('realtime').value}, batch<={knobs.max_batch_size}"
         )
+        decision = (per_region.get(name) or {}).get("policy")
+        if decision:
+            power, battery = decision["power"], decision.get("battery")
+            line = (
+                f"  {'':<12} rung {decision['step']}, batch jobs {'run' if decision['batch']['may_run'] else 'paused'}"
+                f"; grid {power['grid_kw']:,.0f} kW vs baseline {power['baseline_kw']:,.0f} kW, "
+                f"flexible {power['flexible_kw_total']:,.0f} kW"
+            )
+            if battery:
+                line += f"; battery {battery['soc_fraction']:.0%}, {battery['power_kw']:,.0f} kW"
+            lines.append(line)
     tolerant = fleet.workload_classes["tolerant"]
     for origin in fleet.region_names:
         request = RouteRequest(origin, "tolerant", tolerant.mode, tolerant.latency_budget_ms or 0.0)
@@ -122,7 +143,8 @@ def run_up(fleet: FleetConfig, *, summary_every_s: float = 10.0, duration_s: flo
                 break
             if time.monotonic() >= next_summary:
                 state = ray.get(control.state.remote())
-                print(routing_summary(fleet, state), flush=True)
+                telemetry = ray.get(control.telemetry.remote())
+                print(routing_summary(fleet, state, telemetry), flush=True)
                 next_summary += summary_every_s
             stop.wait(0.2)
         print("gridshift: shutting down ...", flush=True)

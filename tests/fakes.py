@@ -17,9 +17,11 @@ class FakeRegion:
         self.region = region
         self.failing = False
         self.calls = 0
+        self.classes: list[str] = []
 
-    async def embed(self, texts: list[str], timeout_s: float) -> RegionalResult:  # noqa: ARG002 - answers at once
+    async def embed(self, texts: list[str], timeout_s: float, workload_class: str = "tolerant") -> RegionalResult:  # noqa: ARG002 - answers at once
         self.calls += 1
+        self.classes.append(workload_class)
         if self.failing:
             raise BackendError(f"{self.region}: down")
         vectors = np.array([[len(text), 1.0, 0.0] for text in texts], dtype=np.float32)
@@ -36,10 +38,21 @@ class InProcessControl:
         self.plane = plane
 
     async def sync(
-        self, gateway_id: str, in_flight: dict[str, int], unhealthy: list[str], known_version: int
+        self,
+        gateway_id: str,
+        in_flight: dict[str, int],
+        unhealthy: list[str],
+        known_version: int,
+        moved_items_per_s: dict[str, float] | None = None,
     ) -> ControlState | None:
-        self.plane.report(gateway_id, in_flight, frozenset(unhealthy))
+        self.plane.report(gateway_id, in_flight, frozenset(unhealthy), moved_items_per_s)
         return self.plane.state(known_version)
+
+    async def telemetry(self) -> dict[str, object]:
+        return self.plane.telemetry()
+
+    async def openadr_status(self) -> dict[str, object] | None:
+        return self.plane.openadr_status
 
     async def post_event(self, event: DREvent) -> DREvent:
         return self.plane.post_event(event)

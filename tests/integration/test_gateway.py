@@ -105,20 +105,27 @@ def test_malformed_requests_never_get_5xx(deployed: Deployed) -> None:
 
 
 def test_knobs_change_live_without_restarting_the_replica(deployed: Deployed) -> None:
+    import ray
     from ray import serve
+
+    from router.config import Knobs
 
     handle = serve.get_deployment_handle("region-us-west-1", app_name="gridshift")
     before = handle.stats.remote().result()
+    pinned = Knobs(max_batch_size=4, precision="int8", max_concurrency=8)
+    # An operator's pin through the control plane: the replica takes it at its next sync, without a restart.
+    ray.get(deployed.control.set_knobs.remote("us-west-1", pinned))
     try:
-        applied = handle.set_knobs.remote({"max_batch_size": 4, "precision": "int8", "max_concurrency": 8}).result()
-        assert applied["precision"] == "int8"
+        deadline = time.monotonic() + 5.0
+        while handle.stats.remote().result()["knob_source"] != "operator" and time.monotonic() < deadline:
+            time.sleep(0.1)
         response = _embed(deployed, klass="realtime")
         assert response.headers["X-Gridshift-Precision"] == "int8"
         after = handle.stats.remote().result()
         assert after["pid"] == before["pid"]  # same process: no restart
         assert after["knobs"]["max_batch_size"] == 4
     finally:
-        handle.set_knobs.remote(before["knobs"]).result()
+        ray.get(deployed.control.set_knobs.remote("us-west-1", None))
 
 
 def test_killed_regional_replica_costs_no_failed_tolerant_requests(deployed: Deployed) -> None:

@@ -1,4 +1,4 @@
-"""Region backends and placement: the HTTP backend against a real loopback server, WAN emulation, pinning."""
+"""Region backends: the HTTP backend against a real loopback server, WAN emulation (pinning: test_placement.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from router.config import ServingConfig
-from serve_apps.app import region_resource, regional_actor_options
 from serve_apps.backends import BackendError, HttpBackend
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -105,13 +103,3 @@ def test_http_backend_unreachable_is_a_backend_error() -> None:
             await backend.close()
 
     asyncio.run(run())
-
-
-def test_regional_replicas_are_pinned_only_where_the_cluster_has_region_nodes() -> None:
-    serving = ServingConfig()
-    anywhere = regional_actor_options("us-west-2", serving, {"CPU": 2.0})
-    assert anywhere == {"num_cpus": serving.replica_num_cpus}
-    pinned = regional_actor_options("us-west-2", serving, {"CPU": 8.0, region_resource("us-west-2"): 1.0})
-    assert pinned["resources"] == {"gridshift-region-us-west-2": pytest.approx(0.001)}
-    other = regional_actor_options("us-east-1", serving, {region_resource("us-west-2"): 1.0})
-    assert "resources" not in other  # that region has no nodes of its own: run anywhere

@@ -13,6 +13,7 @@ import yaml
 from router.config import (
     LatencyConfig,
     RoutingMode,
+    TraceSourceConfig,
     check_latency_coverage,
     load_fleet,
     load_rtt_matrix,
@@ -40,6 +41,7 @@ def test_default_fleet_is_the_four_aws_regions_on_their_balancing_authorities() 
         "us-west-2": ("BPAT", "BPAT"),
     }
     source = fleet.signal_source
+    assert isinstance(source, TraceSourceConfig)
     assert source.start.isoformat() == "2022-09-05T00:00:00+00:00"
     assert source.end is not None
     assert source.end.isoformat() == "2022-09-09T00:00:00+00:00"

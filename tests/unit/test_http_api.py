@@ -7,6 +7,7 @@ Serve with the real model.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,12 +57,21 @@ def regions() -> dict[str, FakeRegion]:
 
 
 @pytest.fixture
-def client(context: FleetContext, regions: dict[str, FakeRegion]) -> Iterator[TestClient]:
+def plane_of() -> dict[str, ControlPlane]:
+    """Where the `client` fixture leaves its control plane, for tests that act on it directly."""
+    return {}
+
+
+@pytest.fixture
+def client(
+    context: FleetContext, regions: dict[str, FakeRegion], plane_of: dict[str, ControlPlane]
+) -> Iterator[TestClient]:
     # No WAN emulation in unit tests: it would only add sleeps.
     fleet = context.fleet.model_copy(
         update={"gateway": context.fleet.gateway.model_copy(update={"wan_emulation": False})}
     )
     plane = ControlPlane(FleetContext(fleet, context.trace, context.rtt_ms), FixedClock(PEAK_S), FixedClock(0.0))
+    plane_of["plane"] = plane
     core = GatewayCore(
         fleet, load_rtt_matrix(fleet.latency), InProcessControl(plane), regions, batch_launcher=RecordingLauncher(plane)
     )
@@ -160,10 +170,51 @@ def test_route_explain_and_regions(client: TestClient) -> None:
     body = client.get("/v1/regions").json()
     west1 = next(r for r in body["regions"] if r["region"] == "us-west-1")
     assert west1["signals"]["demand_mw"]["value"] == 51104
-    assert west1["knobs"] == {"max_batch_size": 16, "precision": "fp32", "max_concurrency": 32}
+    assert west1["knobs"] == {
+        "max_batch_size": 16,
+        "precision": "fp32",
+        "class_precision": {},
+        "max_concurrency": 32,
+        "batch_wait_ms": 5.0,
+    }
+    assert west1["knob_source"] == "defaults"  # no policy decision yet
     assert west1["stress"] == "emergency"
     assert client.get("/healthz").json()["status"] == "ok"
     assert client.get("/openapi.json").status_code == 200
+
+
+def test_regions_carry_the_policys_figures_and_openadr_status_is_served_when_a_ven_reports(
+    client: TestClient, plane_of: dict[str, ControlPlane]
+) -> None:
+    from policies.calibration import load_calibration
+    from policies.ladder import decide_region
+
+    plane = plane_of["plane"]
+    calibration = load_calibration()
+    inputs = plane.policy_inputs()
+    fleet = plane.fleet
+    plane.publish_policy(
+        {n: decide_region(i, None, fleet.region(n), fleet, calibration) for n, i in inputs.items()}, calibration
+    )
+    # The policy's knobs change the versioned state: the gateway takes it at its next background refresh.
+    deadline = time.monotonic() + 5.0
+    while True:
+        body = client.get("/v1/regions").json()
+        west1 = next(r for r in body["regions"] if r["region"] == "us-west-1")
+        if west1["knob_source"] == "policy" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert west1["knob_source"] == "policy"
+    assert west1["policy"]["step"] == 3
+    assert west1["policy"]["power"]["grid_kw"] > 0
+    assert west1["policy"]["battery"]["power_kw"] > 0
+    assert body["policy"]["fresh"] is True
+    assert body["calibration"]["quality"]["int8"]["mean_cosine_to_fp32"] < 0.99
+    missing = client.get("/v1/openadr/status")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "not_found_error"
+    plane.set_openadr_status({"schema": "gridshift.openadr_status/v1", "registered": True})
+    assert client.get("/v1/openadr/status").json()["registered"] is True
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from router.clock import FixedClock, ReplayClock, WallClock, clock_for_source
-from router.config import RoutingMode, load_fleet
+from router.config import RoutingMode, TraceSourceConfig, load_fleet
 from router.events import DREvent
 from router.routing import RouteReason, RouteRequest, choose_region
 from router.state import FleetContext, load_context, snapshot
@@ -75,7 +75,9 @@ def test_replay_clock_runs_at_speedup_and_stops_at_end() -> None:
 
 
 def test_clock_for_the_default_fleet_starts_at_the_heat_wave() -> None:
-    clock = clock_for_source(load_fleet().signal_source)
+    source = load_fleet().signal_source
+    assert isinstance(source, TraceSourceConfig)
+    clock = clock_for_source(source)
     assert clock.start_s == 1_662_336_000  # 2022-09-05T00:00Z
     assert clock.speedup == 720
     assert clock.start_s <= clock.now_s() < clock.start_s + 3600

@@ -1,0 +1,92 @@
+"""The policy actor: the named, restartable Ray actor that turns each region's knobs and battery every period.
+
+It reads the control actor's inputs (grid stress, DR events and limits, measured load, batch jobs, shifted work),
+runs the pure decisions of policies.ladder for every region, and publishes them back; regional replicas and batch
+runners pick them up from the control plane within their refresh period, without restarts. If this actor dies,
+Ray restarts it and it resumes from the decisions it last published (rung, dwell, battery charge); if it stays
+down, the control plane stops honouring its stale decisions after `policy.fallback_after_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, cast
+
+import ray
+from ray.actor import ActorHandle
+
+from policies.actor import get_or_create_control_actor, get_or_create_fleet_actor
+from policies.calibration import load_calibration
+from policies.ladder import RegionDecision, RegionInputs, decide_region
+from router.config import FleetConfig, parse_fleet
+
+POLICY_ACTOR_NAME = "gridshift-policy"
+CALL_TIMEOUT_S = 5.0
+
+logger = logging.getLogger("gridshift.policy")
+
+
+class PolicyActor:
+    """Every `policy.period_s` wall seconds: read inputs, decide every region, publish. Runs on its own thread so
+    status calls answer while a decision is in progress."""
+
+    def __init__(self, fleet_data: dict[str, Any]) -> None:
+        self._fleet = parse_fleet(fleet_data, source="policy actor fleet")
+        self._calibration = load_calibration(self._fleet.policy.calibration_file)
+        # Untyped: Ray's stubs type `.remote()` results as awaitables that never return.
+        self._control: Any = cast(Any, get_or_create_control_actor(self._fleet))
+        # Resume from what was last published: a restart keeps the rung, its dwell and the battery's charge.
+        self._previous: dict[str, RegionDecision] = ray.get(
+            self._control.policy_decisions.remote(), timeout=CALL_TIMEOUT_S
+        )
+        self._restored: list[str] = sorted(self._previous)
+        self._decisions: int = 0
+        self._errors: int = 0
+        self._last_error: str = ""
+        self._stop: threading.Event = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="gridshift-policy", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        period = self._fleet.policy.period_s
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.decide_once()
+            except Exception as error:  # the control actor may be restarting: try again next period
+                self._errors += 1
+                self._last_error = f"{type(error).__name__}: {error}"
+                logger.warning("policy decision failed: %s", self._last_error)
+            self._stop.wait(max(period - (time.monotonic() - started), 0.0))
+
+    def decide_once(self) -> dict[str, RegionDecision]:
+        inputs: dict[str, RegionInputs] = ray.get(self._control.policy_inputs.remote(), timeout=CALL_TIMEOUT_S)
+        decisions = {
+            name: decide_region(
+                region_inputs, self._previous.get(name), self._fleet.region(name), self._fleet, self._calibration
+            )
+            for name, region_inputs in inputs.items()
+        }
+        ray.get(self._control.publish_policy.remote(decisions, self._calibration), timeout=CALL_TIMEOUT_S)
+        self._previous = decisions
+        self._decisions += 1
+        return decisions
+
+    def status(self) -> dict[str, object]:
+        return {
+            "restored_regions": self._restored,
+            "decisions": self._decisions,
+            "errors": self._errors,
+            "last_error": self._last_error,
+            "steps": {name: decision.step for name, decision in sorted(self._previous.items())},
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def get_or_create_policy_actor(fleet: FleetConfig) -> ActorHandle[PolicyActor]:
+    """The fleet's policy actor, started if absent; detached and restarted by Ray whenever it dies."""
+    return get_or_create_fleet_actor(PolicyActor, POLICY_ACTOR_NAME, fleet)

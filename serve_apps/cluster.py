@@ -1,0 +1,320 @@
+"""Multi-node and multi-cluster deployment: serve one region as its own cluster, deploy onto a running Ray
+cluster, report where each region's work runs, and the `gridshift cluster` verbs (docs/cluster.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from router.config import ADMIN_TOKEN_ENV, FleetConfig, load_fleet, parse_fleet
+from router.errors import ConfigError, GridshiftError
+from router.placement import ClusterNode, PlacementVerdict, placement_verdict
+
+if TYPE_CHECKING:  # importing Ray costs a second; the CLI loads this module for every verb
+    from ray.serve import Application
+
+CLUSTER_CONFIG = "cluster.yaml"
+PLACEMENT_SCHEMA = "gridshift.cluster_placement/v1"
+PROXY_LOCATIONS = ("EveryNode", "HeadOnly")
+
+
+def region_fleet(fleet: FleetConfig, region: str) -> FleetConfig:
+    """The fleet reduced to one region, served in place: what a region's own cluster runs (multi-cluster mode).
+    The main cluster's fleet may name this region remote (endpoint_url); here it is the local one."""
+    if region not in fleet.region_names:
+        raise ConfigError(f"region: {region!r} is not in fleet {fleet.name!r} {list(fleet.region_names)}")
+    data = fleet.model_dump(mode="json")
+    only = next(entry for entry in data["regions"] if entry["name"] == region)
+    only["endpoint_url"] = None
+    data.update(name=f"{fleet.name}-{region}", regions=[only], default_origin=region)
+    return parse_fleet(data, source=f"fleet {fleet.name!r}, region {region!r}")
+
+
+def region_app_builder(args: dict[str, Any]) -> Application:
+    """Serve entry point for one region as its own cluster (deploy/kuberay/, `serve deploy`): args `region`
+    (required), `fleet` (a path; null: the packaged default) and `admin_token_sha256`, as in app_builder."""
+    from serve_apps.app import build_app_for_serve
+
+    if not args.get("region"):
+        raise ConfigError("args.region: the region this cluster serves is required")
+    fleet = region_fleet(load_fleet(args.get("fleet")), str(args["region"]))
+    return build_app_for_serve(fleet, args.get("admin_token_sha256"))
+
+
+# Ray side ---------------------------------------------------------------------------------------------------
+
+
+def connect(address: str) -> None:
+    """Join a running Ray cluster as a driver (`auto`: the one `ray start` recorded on this host)."""
+    import ray
+
+    from policies.actor import NAMESPACE
+
+    ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
+
+
+def missing_region_nodes(fleet: FleetConfig, nodes: list[ClusterNode]) -> list[str]:
+    """In-cluster regions of the fleet that no live node declares."""
+    declared = {region for node in nodes if node.alive for region in node.regions}
+    return [r.name for r in fleet.regions if r.endpoint_url is None and r.name not in declared]
+
+
+def wait_for_region_nodes(fleet: FleetConfig, timeout_s: float) -> None:
+    """Wait until every in-cluster region has a live node (e.g. while the autoscaler starts them)."""
+    from batch.driver import cluster_nodes
+
+    deadline = time.monotonic() + timeout_s
+    while missing := missing_region_nodes(fleet, cluster_nodes()):
+        if time.monotonic() >= deadline:
+            raise GridshiftError(f"no node of region(s) {missing} joined within {timeout_s:g} s")
+        time.sleep(2.0)
+
+
+@dataclass(frozen=True)
+class PlacedWork:
+    """One replica or batch job of a region, and the node it runs on."""
+
+    kind: Literal["replica", "batch_job"]
+    name: str
+    region: str
+    node: ClusterNode | None
+    verdict: PlacementVerdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "region": self.region,
+            "node_id": self.node.node_id if self.node else None,
+            "node_regions": sorted(self.node.regions) if self.node else [],
+            "verdict": self.verdict.value,
+        }
+
+
+def _serve_replicas() -> list[tuple[str, str, str | None]]:
+    """(deployment name, replica id, node id) of every replica of the gridshift app's regional deployments."""
+    # serve.status() omits nodes; this is the call it makes, read in full (ServeInstanceDetails is public schema).
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeInstanceDetails
+
+    from serve_apps.app import APP_NAME, REGIONAL_DEPLOYMENT_PREFIX
+
+    client = _get_global_client(raise_if_no_controller_running=False)
+    if client is None:
+        return []
+    details = ServeInstanceDetails(**client.get_serve_details())
+    app = details.applications.get(APP_NAME)
+    if app is None:
+        return []
+    return [
+        (name, replica.replica_id, replica.node_id)
+        for name, deployment in sorted(app.deployments.items())
+        if name.startswith(REGIONAL_DEPLOYMENT_PREFIX)
+        for replica in deployment.replicas
+    ]
+
+
+def _batch_jobs(timeout_s: float) -> list[tuple[str, str, str | None]]:
+    """(job id, region, node id; None while not placed) of every batch job actor in the cluster."""
+    import ray
+    from ray.exceptions import GetTimeoutError
+
+    from batch.driver import BATCH_ACTOR_PREFIX
+    from policies.actor import NAMESPACE
+
+    jobs: list[tuple[str, str, str | None]] = []
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        name, namespace = (entry["name"], entry["namespace"]) if isinstance(entry, dict) else (entry, NAMESPACE)
+        if namespace != NAMESPACE or not name.startswith(BATCH_ACTOR_PREFIX):
+            continue
+        job_id = name.removeprefix(BATCH_ACTOR_PREFIX)
+        actor: Any = ray.get_actor(name, namespace=NAMESPACE)  # untyped: Ray's stubs mistype `.remote()` results
+        try:
+            region, node_id = ray.get(actor.placement.remote(), timeout=timeout_s)
+        except GetTimeoutError:  # not scheduled yet (e.g. waiting for a node of its region)
+            jobs.append((job_id, "?", None))
+            continue
+        jobs.append((job_id, str(region), str(node_id)))
+    return jobs
+
+
+def placement_report(batch_timeout_s: float = 5.0) -> tuple[list[PlacedWork], list[ClusterNode]]:
+    """Where each regional replica and batch job of the connected cluster runs, judged against its nodes."""
+    from batch.driver import cluster_nodes
+    from serve_apps.app import REGIONAL_DEPLOYMENT_PREFIX
+
+    nodes = cluster_nodes()
+    by_id = {node.node_id: node for node in nodes}
+    work = []
+    for deployment, replica_id, node_id in _serve_replicas():
+        region = deployment.removeprefix(REGIONAL_DEPLOYMENT_PREFIX)
+        node = by_id.get(node_id) if node_id else None
+        work.append(PlacedWork("replica", replica_id, region, node, placement_verdict(region, node, nodes)))
+    for job_id, region, node_id in _batch_jobs(batch_timeout_s):
+        node = by_id.get(node_id) if node_id else None
+        work.append(PlacedWork("batch_job", job_id, region, node, placement_verdict(region, node, nodes)))
+    return work, nodes
+
+
+def placement_json(work: list[PlacedWork], nodes: list[ClusterNode]) -> dict[str, Any]:
+    return {
+        "schema": PLACEMENT_SCHEMA,
+        "work": [item.to_dict() for item in work],
+        "nodes": [
+            {
+                "node_id": node.node_id,
+                "alive": node.alive,
+                "regions": sorted(node.regions),
+                "resources": dict(node.resources),
+                "labels": dict(node.labels),
+            }
+            for node in nodes
+        ],
+    }
+
+
+def placement_table(work: list[PlacedWork], nodes: list[ClusterNode]) -> str:
+    live = [node for node in nodes if node.alive]
+    lines = [f"{len(live)} live node(s): " + ", ".join(f"{n.node_id[:8]} {sorted(n.regions) or '-'}" for n in live)]
+    lines.append(f"{'kind':<10} {'region':<12} {'node':<9} {'verdict':<10} name")
+    for item in work:
+        node = item.node.node_id[:8] if item.node else "-"
+        lines.append(f"{item.kind:<10} {item.region:<12} {node:<9} {item.verdict.value:<10} {item.name}")
+    return "\n".join(lines)
+
+
+def undeploy() -> None:
+    """Remove gridshift from the connected cluster: Serve (app and proxies), the control actor, batch job actors.
+    Batch jobs resume from their ledgers when submitted again."""
+    import ray
+    from ray import serve
+
+    from batch.driver import BATCH_ACTOR_PREFIX
+    from policies.actor import CONTROL_ACTOR_NAME, NAMESPACE
+
+    serve.shutdown()  # type: ignore[no-untyped-call]
+    names = [CONTROL_ACTOR_NAME]
+    names += [n for n in ray.util.list_named_actors() if isinstance(n, str) and n.startswith(BATCH_ACTOR_PREFIX)]
+    for name in names:
+        try:
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE))
+        except ValueError:  # not there
+            continue
+
+
+# `gridshift cluster` verbs -------------------------------------------------------------------------------------
+
+
+def _print_placement(args: argparse.Namespace, work: list[PlacedWork], nodes: list[ClusterNode]) -> int:
+    print(json.dumps(placement_json(work, nodes), indent=2) if args.json else placement_table(work, nodes))
+    return 1 if any(item.verdict is PlacementVerdict.MISPLACED for item in work) else 0
+
+
+def _deploy_fleet(args: argparse.Namespace) -> FleetConfig:
+    fleet = load_fleet(args.fleet)
+    if args.region:
+        fleet = region_fleet(fleet, args.region)
+    data = fleet.model_dump(mode="json")
+    data["gateway"].update({k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None})
+    return parse_fleet(data, source="gridshift cluster deploy flags")
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from serve_apps.up import deploy, resolve_admin_token
+
+    fleet = _deploy_fleet(args)
+    connect(args.address)
+    if args.wait_for_region_nodes > 0:
+        wait_for_region_nodes(fleet, args.wait_for_region_nodes)
+    token, generated = resolve_admin_token(fleet)
+    deploy(fleet, token, blocking_timeout_s=args.timeout_s, proxy_location=args.proxy_location)
+    # Status lines go to stderr, so that --json leaves stdout to the placement report.
+    endpoint = f"http://{fleet.gateway.host}:{fleet.gateway.port}"
+    print(f"gridshift: fleet {fleet.name!r} ({', '.join(fleet.region_names)}) at {endpoint}", file=sys.stderr)
+    if generated:
+        # Printed once, as `gridshift up` does; it is never logged.
+        print(f"gridshift: admin token (set {ADMIN_TOKEN_ENV} to choose your own): {token}", file=sys.stderr)
+    return _print_placement(args, *placement_report())
+
+
+def cmd_placement(args: argparse.Namespace) -> int:
+    connect(args.address)
+    return _print_placement(args, *placement_report())
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    connect(args.address)
+    undeploy()
+    print("gridshift: removed from the cluster")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from serve_apps.cluster_config import check_cluster_config, check_rayservice, load_yaml_file
+
+    fleet = load_fleet(args.fleet)
+    check_cluster_config(load_yaml_file(args.cluster_config), fleet, source=args.cluster_config)
+    print(f"{args.cluster_config}: matches fleet {fleet.name!r}")
+    serve_config = load_yaml_file(args.serve_config)
+    for manifest in args.rayservice:
+        region = check_rayservice(load_yaml_file(manifest), serve_config, source=manifest)
+        print(f"{manifest}: serves region {region}, consistent with {args.serve_config}")
+    return 0
+
+
+def cmd_start_args(args: argparse.Namespace) -> int:
+    from serve_apps.cluster_config import load_yaml_file, node_types, start_flags
+
+    types = node_types(load_yaml_file(args.cluster_config), args.cluster_config)
+    if args.node_type not in types:
+        raise ConfigError(f"{args.cluster_config}: no node type {args.node_type!r}; known: {sorted(types)}")
+    print(" ".join(f"'{flag}'" for flag in start_flags(types[args.node_type])))
+    return 0
+
+
+def add_cluster_verbs(verbs: Any) -> None:
+    """Register `gridshift cluster ...` on the CLI's subparsers."""
+    cluster = verbs.add_parser("cluster", help="multi-node and multi-cluster deployment (docs/cluster.md)")
+    sub = cluster.add_subparsers(dest="cluster_verb", required=True)
+
+    def address(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--address", required=True, help="Ray cluster address (host:port, or auto)")
+        parser.add_argument("--json", action="store_true", help="print the placement report as JSON")
+
+    deploy = sub.add_parser("deploy", help="deploy the fleet (or one region of it) onto a running Ray cluster")
+    address(deploy)
+    deploy.add_argument("--fleet", help="fleet YAML (default: the packaged four-region AWS fleet)")
+    deploy.add_argument("--region", help="serve only this region, in place (multi-cluster mode)")
+    deploy.add_argument("--host", help="gateway listen address (default: the fleet's; 0.0.0.0 to accept others)")
+    deploy.add_argument("--port", type=int, help="gateway port (default: the fleet's)")
+    deploy.add_argument("--proxy-location", choices=PROXY_LOCATIONS, default="EveryNode", help="Serve HTTP proxies")
+    deploy.add_argument(
+        "--wait-for-region-nodes", type=float, default=0.0, metavar="S", help="first wait this long for region nodes"
+    )
+    deploy.add_argument("--timeout-s", type=float, default=600.0, help="how long the deployment may take")
+    deploy.set_defaults(func=cmd_deploy)
+
+    placement = sub.add_parser("placement", help="where each region's replicas and batch jobs run; 1 if misplaced")
+    address(placement)
+    placement.set_defaults(func=cmd_placement)
+
+    down = sub.add_parser("down", help="remove gridshift (Serve, control actor, batch jobs) from a Ray cluster")
+    down.add_argument("--address", required=True, help="Ray cluster address (host:port, or auto)")
+    down.set_defaults(func=cmd_down)
+
+    check = sub.add_parser("check", help="check cluster.yaml and KubeRay manifests against the fleet")
+    check.add_argument("--cluster-config", default=CLUSTER_CONFIG, help="cluster launcher config")
+    check.add_argument("--fleet", help="fleet YAML (default: the packaged four-region AWS fleet)")
+    check.add_argument("--serve-config", default="serve_config.yaml", help="Serve config the manifests must match")
+    check.add_argument("--rayservice", nargs="*", default=[], help="KubeRay RayService manifests of single regions")
+    check.set_defaults(func=cmd_check)
+
+    start_args = sub.add_parser("start-args", help="`ray start` flags declaring a node type's resources and labels")
+    start_args.add_argument("--cluster-config", default=CLUSTER_CONFIG, help="cluster launcher config")
+    start_args.add_argument("node_type", help="node type of the cluster config, e.g. region-us-west-2")
+    start_args.set_defaults(func=cmd_start_args)
