@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 
 import numpy as np
 
@@ -56,12 +57,13 @@ class ControlState:
     signals: SignalsStatus | None = None  # live fleets: each signal source's health and the values held
 
 
-class KnobSource:
+class KnobSource(StrEnum):
     """Where a region's knobs in force come from (stable strings: API)."""
 
     OPERATOR = "operator"  # pinned by an operator; the policy leaves the region alone
     POLICY = "policy"  # the policy actor's fresh decision
     DEFAULTS = "defaults"  # serving.knobs: no policy decision yet, or it went stale (safe defaults)
+    CONFIGURED = "configured"  # a replica's own: it has no lease (control plane unreachable, or not synced yet)
 
 
 @dataclass(frozen=True)
@@ -409,6 +411,9 @@ class ControlPlane:
             for name in fleet.region_names
         }
         active = tuple(sorted(self.events.values(), key=lambda e: (e.start, e.event_id)))
+        # Read before the store is: a poll landing while the snapshot is built then shows as a newer revision on the
+        # next call, which rebuilds, instead of leaving a state whose values predate its own source health.
+        signals_revision = None if self.context.signals is None else self.context.signals.revision
         snap = snapshot(
             fleet,
             self.context.reader,
@@ -425,7 +430,7 @@ class ControlPlane:
             ),
             tuple(event.event_id for event in active),
             tuple(sorted((name, lease.knobs.model_dump_json(), lease.source) for name, lease in leases.items())),
-            None if self.context.signals is None else self.context.signals.revision,
+            signals_revision,
         )
         if signature != self._signature or self._state is None:
             self._version += 1

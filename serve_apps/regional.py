@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from ray import serve
 
-from policies.control import KnobsLease
+from policies.control import KnobsLease, KnobSource
 from policies.load import ReplicaReport
 from router.config import Knobs, Precision
 from serve_apps.backends import RegionalResult
@@ -120,7 +120,7 @@ class RegionalModel:
         self._embedder = load_embedder(model_import_path, {**model_kwargs, "torch_threads": torch_threads})
         self._configured = Knobs()  # what runs without a lease: user_config or set_knobs
         self._knobs = self._configured
-        self.knob_source = "configured"
+        self.knob_source: str = KnobSource.CONFIGURED
         self._limit = ConcurrencyLimit(self._knobs.max_concurrency)
         self._batch_wait_timeout_s = batch_wait_timeout_s
         self._urgent_classes = frozenset(urgent_classes)
@@ -170,7 +170,7 @@ class RegionalModel:
         """Set the configured knobs (validated) and apply them now; returns them. No restart: the next batch uses
         them. While the control plane answers, its knobs replace these at the next sync."""
         self._configured = Knobs.model_validate(knobs)
-        await self._apply(self._configured, "configured")
+        await self._apply(self._configured, KnobSource.CONFIGURED)
         return self._configured.model_dump(mode="json")
 
     # Control-plane sync ------------------------------------------------------------------------------------
@@ -185,14 +185,14 @@ class RegionalModel:
             raise
         except Exception as error:  # control actor restarting or gone: keep the lease until it expires
             silent_s = None if self._last_lease_s is None else self._monotonic_s() - self._last_lease_s
-            if silent_s is not None and silent_s > self._fallback_after_s and self.knob_source != "configured":
+            if silent_s is not None and silent_s > self._fallback_after_s and self.knob_source != KnobSource.CONFIGURED:
                 logger.warning(
                     "%s: no knobs from the control plane for %.0f s (%s): back to configured knobs",
                     self.replica_id,
                     silent_s,
                     error,
                 )
-                await self._apply(self._configured, "configured")
+                await self._apply(self._configured, KnobSource.CONFIGURED)
             return
         self._last_lease_s = self._monotonic_s()
         await self._apply(lease.knobs, lease.source)

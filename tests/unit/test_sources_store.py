@@ -23,6 +23,7 @@ from router.sources.poller import BackgroundPoller, SignalPoller, fleet_zones, s
 from router.sources.readings import Reading, Rejection, SourceBatch
 from router.sources.store import SignalStore, check_reading, required_down, status_to_dict
 from router.state import FleetContext, load_context, snapshot
+from router.trace import Observation
 
 PEAK_S = 1_662_512_400  # 2022-09-07T01:00Z
 HOUR_S = 3600
@@ -363,3 +364,34 @@ def test_live_config_errors_name_the_field() -> None:
     with pytest.raises(ConfigError, match=r"signal_source\.sources\.0\.http\.columns.*unknown column"):
         parse_fleet(data)
     assert math.isfinite(LiveSourceConfig.model_fields["poll_interval_s"].default)
+
+
+def test_a_poll_landing_while_the_state_is_built_shows_in_the_next_state(
+    live_context: FleetContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CI once caught a state whose source health said "polled" while its snapshot held none of the poll's values:
+    # the store changed between the snapshot's reads and the revision the state was cached under.
+    from policies.control import ControlPlane
+    from router.clock import FixedClock
+
+    store = live_context.signals
+    assert store is not None
+    plane = ControlPlane(live_context, FixedClock(PEAK_S), FixedClock(0.0))
+    original = store.latest
+    landed: list[bool] = []
+
+    def latest_racing_a_poll(zone: str, column: str, at_s: int) -> Observation | None:
+        answer = original(zone, column, at_s)
+        if not landed:  # the poller's thread offers its answer just after the snapshot's first read
+            landed.append(True)
+            store.offer("eia", SourceBatch((reading("CISO", "demand_mw", 51_104.0, PEAK_S),)), PEAK_S)
+        return answer
+
+    monkeypatch.setattr(store, "latest", latest_racing_a_poll)
+    first = plane.state()
+    assert first is not None
+    newer = plane.state(first.version)
+    assert newer is not None  # the poll is a change: a new version, built with its values
+    west_1 = next(r for r in newer.snapshot.regions if r.config.name == "us-west-1")
+    assert west_1.signals.demand_mw is not None
+    assert west_1.signals.demand_mw.value == 51_104.0
