@@ -126,6 +126,10 @@ def run_up(fleet: FleetConfig, *, summary_every_s: float = 10.0, duration_s: flo
     try:
         print("gridshift: starting a local Ray cluster ...", flush=True)
         start_local_ray()
+        # Ray's core worker installs its own SIGTERM handler (it logs and aborts the driver, so nothing shuts down
+        # cleanly): take SIGINT and SIGTERM back now that Ray is up.
+        for sig in previous_handlers:
+            signal.signal(sig, lambda *_: stop.set())
         control: Any = get_or_create_control_actor(fleet)  # untyped: Ray's stubs mistype `.remote()` results
         print(f"gridshift: deploying {len(fleet.regions)} regions of fleet {fleet.name!r} ...", flush=True)
         deploy(fleet, token)
