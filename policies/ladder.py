@@ -12,6 +12,7 @@ power, with hysteresis and a minimum dwell so knobs do not oscillate. docs/polic
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from policies.battery import BatteryState, discharge_available_kw, dispatch_kw, initial_state, integrate
@@ -199,6 +200,19 @@ def decide_region(
         battery_reason=battery_reason,
         power=estimate(battery_kw, available_kw),
     )
+
+
+def decide_fleet(
+    inputs: Mapping[str, RegionInputs],
+    previous: Mapping[str, RegionDecision],
+    fleet: FleetConfig,
+    calibration: Calibration,
+) -> dict[str, RegionDecision]:
+    """One policy period: every region's decision from its inputs and its previous decision."""
+    return {
+        name: decide_region(region_inputs, previous.get(name), fleet.region(name), fleet, calibration)
+        for name, region_inputs in inputs.items()
+    }
 
 
 def decision_to_dict(decision: RegionDecision, region: RegionConfig) -> dict[str, object]:

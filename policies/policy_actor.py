@@ -19,7 +19,7 @@ from ray.actor import ActorHandle
 
 from policies.actor import get_or_create_control_actor, get_or_create_fleet_actor
 from policies.calibration import load_calibration
-from policies.ladder import RegionDecision, RegionInputs, decide_region
+from policies.ladder import RegionDecision, RegionInputs, decide_fleet
 from router.config import FleetConfig, parse_fleet
 
 POLICY_ACTOR_NAME = "gridshift-policy"
@@ -63,12 +63,7 @@ class PolicyActor:
 
     def decide_once(self) -> dict[str, RegionDecision]:
         inputs: dict[str, RegionInputs] = ray.get(self._control.policy_inputs.remote(), timeout=CALL_TIMEOUT_S)
-        decisions = {
-            name: decide_region(
-                region_inputs, self._previous.get(name), self._fleet.region(name), self._fleet, self._calibration
-            )
-            for name, region_inputs in inputs.items()
-        }
+        decisions = decide_fleet(inputs, self._previous, self._fleet, self._calibration)
         ray.get(self._control.publish_policy.remote(decisions, self._calibration), timeout=CALL_TIMEOUT_S)
         self._previous = decisions
         self._decisions += 1

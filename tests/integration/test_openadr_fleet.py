@@ -20,7 +20,7 @@ import pytest
 from policies.batch_gate import JobProgress
 from policies.calibration import load_calibration
 from policies.control import ControlPlane
-from policies.ladder import decide_region
+from policies.ladder import decide_fleet
 from policies.openadr_port import power_reading
 from router.clock import FixedClock
 from router.config import load_fleet
@@ -88,13 +88,7 @@ async def _cycle(version: str, context: FleetContext, tmp_path: Path) -> None:
     core = GatewayCore(fleet, context.rtt_ms, InProcessControl(plane), regions, rng=random.Random(3))
 
     def policy_period() -> None:
-        inputs = plane.policy_inputs()
-        plane.publish_policy(
-            {
-                n: decide_region(i, plane.decisions.get(n), fleet.region(n), fleet, calibration)
-                for n, i in inputs.items()
-            }
-        )
+        plane.publish_policy(decide_fleet(plane.policy_inputs(), plane.decisions, fleet, calibration))
 
     async def tolerant_regions(count: int = 20) -> set[str]:
         await core.refresh()

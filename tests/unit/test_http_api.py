@@ -187,15 +187,11 @@ def test_regions_carry_the_policys_figures_and_openadr_status_is_served_when_a_v
     client: TestClient, plane_of: dict[str, ControlPlane]
 ) -> None:
     from policies.calibration import load_calibration
-    from policies.ladder import decide_region
+    from policies.ladder import decide_fleet
 
     plane = plane_of["plane"]
     calibration = load_calibration()
-    inputs = plane.policy_inputs()
-    fleet = plane.fleet
-    plane.publish_policy(
-        {n: decide_region(i, None, fleet.region(n), fleet, calibration) for n, i in inputs.items()}, calibration
-    )
+    plane.publish_policy(decide_fleet(plane.policy_inputs(), {}, plane.fleet, calibration), calibration)
     # The policy's knobs change the versioned state: the gateway takes it at its next background refresh.
     deadline = time.monotonic() + 5.0
     while True:

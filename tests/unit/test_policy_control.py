@@ -12,7 +12,7 @@ import pytest
 from policies.batch_gate import JobProgress
 from policies.calibration import Calibration, load_calibration
 from policies.control import ControlPlane, KnobsLease, KnobSource
-from policies.ladder import RegionDecision, decide_region
+from policies.ladder import RegionDecision, decide_fleet
 from policies.load import LoadBook, ReplicaReport
 from router.clock import FixedClock
 from router.config import Knobs, Precision, load_fleet
@@ -42,12 +42,7 @@ def _plane(context: FleetContext) -> tuple[ControlPlane, FixedClock]:
 
 def _decide(plane: ControlPlane, calibration: Calibration) -> dict[str, RegionDecision]:
     """One policy period, as the policy actor runs it."""
-    fleet = plane.fleet
-    inputs = plane.policy_inputs()
-    decisions = {
-        name: decide_region(value, plane.decisions.get(name), fleet.region(name), fleet, calibration)
-        for name, value in inputs.items()
-    }
+    decisions = decide_fleet(plane.policy_inputs(), plane.decisions, plane.fleet, calibration)
     plane.publish_policy(decisions, calibration)
     return decisions
 
