@@ -65,7 +65,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from policies.control import ControlState
+from policies.control import ControlState, GatewayLoad
 from router.config import FleetConfig, load_fleet, load_rtt_matrix, parse_fleet
 from router.events import DREvent
 from serve_apps.app import APP_NAME, regional_deployment_name
@@ -433,15 +433,8 @@ class InstantHandle:
 class StillControl:
     """A ControlSource that never changes the state (the in-process apps run no refresh loop)."""
 
-    async def sync(
-        self,
-        gateway_id: str,
-        in_flight: dict[str, int],
-        unhealthy: list[str],
-        known_version: int,
-        moved_items_per_s: dict[str, float] | None = None,
-    ) -> ControlState | None:
-        del gateway_id, in_flight, unhealthy, known_version, moved_items_per_s
+    async def sync(self, gateway_id: str, load: GatewayLoad, known_version: int) -> ControlState | None:
+        del gateway_id, load, known_version
         return None
 
     async def telemetry(self) -> dict[str, object]:

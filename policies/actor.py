@@ -9,7 +9,7 @@ from ray.actor import ActorHandle
 
 from policies.batch_gate import GateAnswer, JobProgress, job_status
 from policies.calibration import Calibration
-from policies.control import ControlPlane, ControlState, KnobsLease
+from policies.control import ControlPlane, ControlState, GatewayLoad, KnobsLease
 from policies.ladder import RegionDecision, RegionInputs
 from policies.load import ReplicaReport
 from router.clock import WallClock, clock_for_source
@@ -35,16 +35,9 @@ class ControlActor:
         # A live fleet's sources are polled into context.signals by a thread of this actor; None for a trace fleet.
         self._signal_poller = start_background_polling(fleet, context.signals)
 
-    def sync(
-        self,
-        gateway_id: str,
-        in_flight: dict[str, int],
-        unhealthy: list[str],
-        known_version: int,
-        moved_items_per_s: dict[str, float] | None = None,
-    ) -> ControlState | None:
+    def sync(self, gateway_id: str, load: GatewayLoad, known_version: int) -> ControlState | None:
         """One round trip per refresh: take a gateway's load and health, give back any newer state."""
-        self._plane.report(gateway_id, in_flight, frozenset(unhealthy), moved_items_per_s)
+        self._plane.report(gateway_id, load)
         return self._plane.state(known_version)
 
     def regional_sync(self, report: ReplicaReport) -> KnobsLease:

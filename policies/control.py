@@ -75,12 +75,20 @@ class KnobsLease:
     reason: str
 
 
+@dataclass(frozen=True)
+class GatewayLoad:
+    """What a gateway replica reports with each sync: requests it has in flight per region, regions it finds down,
+    and per origin the tolerant items per second it served elsewhere (what geographic shifting took away)."""
+
+    in_flight: Mapping[str, int]
+    unhealthy: frozenset[str]
+    moved_items_per_s: Mapping[str, float] = field(default_factory=dict)
+
+
 @dataclass
 class _GatewayReport:
     wall_s: float
-    in_flight: dict[str, int]
-    unhealthy: frozenset[str]
-    moved_items_per_s: dict[str, float]  # per origin: tolerant items served elsewhere
+    load: GatewayLoad
 
 
 @dataclass
@@ -165,18 +173,9 @@ class ControlPlane:
         else:
             self.knobs[region] = knobs
 
-    def report(
-        self,
-        gateway_id: str,
-        in_flight: Mapping[str, int],
-        unhealthy: frozenset[str],
-        moved_items_per_s: Mapping[str, float] | None = None,
-    ) -> None:
-        """A gateway's view of each region: requests it has in flight there, regions it finds down, and per origin
-        the tolerant items it served elsewhere (what geographic shifting took away from that region)."""
-        self._reports[gateway_id] = _GatewayReport(
-            self.wall_clock.now_s(), dict(in_flight), unhealthy, dict(moved_items_per_s or {})
-        )
+    def report(self, gateway_id: str, load: GatewayLoad) -> None:
+        """A gateway's view of each region; it counts until LOAD_REPORT_TTL_S passes without a newer one."""
+        self._reports[gateway_id] = _GatewayReport(self.wall_clock.now_s(), load)
 
     # Policy -----------------------------------------------------------------------------------------------
 
@@ -232,7 +231,7 @@ class ControlPlane:
         battery = self.fleet.policy.battery
         moved: dict[str, float] = {}
         for gateway in self._live_reports():
-            for origin, rate in gateway.moved_items_per_s.items():
+            for origin, rate in gateway.load.moved_items_per_s.items():
                 moved[origin] = moved.get(origin, 0.0) + rate
         inputs = {}
         for region in state.snapshot.regions:
@@ -401,8 +400,8 @@ class ControlPlane:
         """The current state, or None when it is still `known_version` (so polling is cheap)."""
         reports = self._live_reports()
         fleet = self.fleet
-        in_flight = {name: sum(r.in_flight.get(name, 0) for r in reports) for name in fleet.region_names}
-        unhealthy = frozenset().union(*(r.unhealthy for r in reports)) if reports else frozenset()
+        in_flight = {name: sum(r.load.in_flight.get(name, 0) for r in reports) for name in fleet.region_names}
+        unhealthy = frozenset().union(*(r.load.unhealthy for r in reports)) if reports else frozenset()
         leases = {name: self.knobs_lease(name) for name in fleet.region_names}
         # Utilisation against what a region works on at once: its replicas times one batch each (or fewer, where the
         # concurrency knob caps it). A region the policy turned down fills sooner, so routing sends it less.

@@ -13,7 +13,7 @@ from ray.serve import Application
 from batch.driver import cluster_nodes, launch_in_cluster
 from batch.spec import BatchJobSpec
 from policies.actor import ControlActor, get_or_create_control_actor
-from policies.control import ControlState
+from policies.control import ControlState, GatewayLoad
 from policies.openadr_actor import get_or_create_openadr_actor
 from policies.policy_actor import get_or_create_policy_actor
 from router.config import (
@@ -43,17 +43,8 @@ class RayControlSource:
         # Ray's stubs type `.remote()` results as awaitables that never return; use the handle untyped.
         self._actor: Any = actor
 
-    async def sync(
-        self,
-        gateway_id: str,
-        in_flight: dict[str, int],
-        unhealthy: list[str],
-        known_version: int,
-        moved_items_per_s: dict[str, float] | None = None,
-    ) -> ControlState | None:
-        result: ControlState | None = await self._actor.sync.remote(
-            gateway_id, in_flight, unhealthy, known_version, moved_items_per_s
-        )
+    async def sync(self, gateway_id: str, load: GatewayLoad, known_version: int) -> ControlState | None:
+        result: ControlState | None = await self._actor.sync.remote(gateway_id, load, known_version)
         return result
 
     async def telemetry(self) -> dict[str, object]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from batch.spec import BatchJobSpec
-from policies.control import ControlState
+from policies.control import ControlState, GatewayLoad
 from router.config import FleetConfig, RoutingMode
 from router.events import DREvent
 from router.routing import RouteDecision, RouteRequest, StickyRouter
@@ -33,14 +33,7 @@ MOVED_WINDOW_S = 5.0
 class ControlSource(Protocol):
     """What the gateway needs of the control actor."""
 
-    async def sync(
-        self,
-        gateway_id: str,
-        in_flight: dict[str, int],
-        unhealthy: list[str],
-        known_version: int,
-        moved_items_per_s: dict[str, float] | None = None,
-    ) -> ControlState | None: ...
+    async def sync(self, gateway_id: str, load: GatewayLoad, known_version: int) -> ControlState | None: ...
 
     async def telemetry(self) -> dict[str, object]: ...
 
@@ -139,13 +132,8 @@ class GatewayCore:
 
     async def refresh(self) -> bool:
         """Report load and health, take any newer state. True when the state changed."""
-        newer = await self.control.sync(
-            self.gateway_id,
-            dict(self.in_flight),
-            sorted(self.health.down),
-            self.state.version if self.state else -1,
-            self.moved_items_per_s(),
-        )
+        load = GatewayLoad(dict(self.in_flight), frozenset(self.health.down), self.moved_items_per_s())
+        newer = await self.control.sync(self.gateway_id, load, self.state.version if self.state else -1)
         self.last_sync_s = self._monotonic_s()
         if newer is None:
             return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from policies.batch_gate import job_status
-from policies.control import ControlPlane, ControlState
+from policies.control import ControlPlane, ControlState, GatewayLoad
 from router.events import DREvent
 from serve_apps.backends import BackendError, RegionalResult
 
@@ -37,15 +37,8 @@ class InProcessControl:
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
 
-    async def sync(
-        self,
-        gateway_id: str,
-        in_flight: dict[str, int],
-        unhealthy: list[str],
-        known_version: int,
-        moved_items_per_s: dict[str, float] | None = None,
-    ) -> ControlState | None:
-        self.plane.report(gateway_id, in_flight, frozenset(unhealthy), moved_items_per_s)
+    async def sync(self, gateway_id: str, load: GatewayLoad, known_version: int) -> ControlState | None:
+        self.plane.report(gateway_id, load)
         return self.plane.state(known_version)
 
     async def telemetry(self) -> dict[str, object]:

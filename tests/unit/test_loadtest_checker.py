@@ -45,7 +45,7 @@ from loadtests.summary import (
     render_text,
     summarize,
 )
-from policies.control import ControlPlane
+from policies.control import ControlPlane, GatewayLoad
 from router.clock import FixedClock
 from router.config import FleetConfig, load_fleet, load_rtt_matrix
 from router.routing import RegionState
@@ -114,7 +114,7 @@ def test_every_answer_of_the_real_gateway_passes(context: FleetContext, checker:
         clock += 0.05
         if step % 9 == 0:
             # Another gateway's load moves utilisation, so scores shift, spreads form and stickiness matters.
-            plane.report("other-gateway", {name: rng.randrange(0, 14) for name in REGIONS}, frozenset())
+            plane.report("other-gateway", GatewayLoad({name: rng.randrange(0, 14) for name in REGIONS}, frozenset()))
             asyncio.run(core.refresh())
             poll()
         if step == 200:
@@ -556,7 +556,7 @@ def test_the_observed_split_tells_a_weighted_draw_from_herding(
     core = GatewayCore(fleet, context.rtt_ms, InProcessControl(plane), regions, rng=draws)
     client = TestClient(create_app(core, None))
     # Load on us-west-2 brings its score within the spread band of us-east-2: tolerant work from the west spreads.
-    plane.report("other-gateway", {"us-west-2": 9, "us-east-2": 1}, frozenset())
+    plane.report("other-gateway", GatewayLoad({"us-west-2": 9, "us-east-2": 1}, frozenset()))
     asyncio.run(core.refresh())
     history = StateHistory()
     history.add(view_from_regions_body(client.get("/v1/regions").json(), fleet, 0.0))

@@ -11,7 +11,7 @@ import pytest
 
 from policies.batch_gate import JobProgress
 from policies.calibration import Calibration, load_calibration
-from policies.control import ControlPlane, KnobsLease, KnobSource
+from policies.control import ControlPlane, GatewayLoad, KnobsLease, KnobSource
 from policies.ladder import RegionDecision, decide_fleet
 from policies.load import LoadBook, ReplicaReport
 from router.clock import FixedClock
@@ -131,7 +131,7 @@ def test_policy_inputs_carry_load_limits_jobs_and_moved_work(context: FleetConte
     plane, wall = _plane(context)
     plane.regional_sync(_report("us-west-2", 996.0, 0, 0.0))
     plane.regional_sync(_report("us-west-2", 1000.0, 200, 2.0))
-    plane.report("gw", {"us-west-2": 3}, frozenset(), {"us-west-1": 12.5})
+    plane.report("gw", GatewayLoad({"us-west-2": 3}, frozenset(), {"us-west-1": 12.5}))
     plane.post_event(DREvent(region="us-west-1", power_limit_kw=9000, start="2022-09-07T00:00:00Z"))
     plane.batch_report(JobProgress("j", "us-west-1", "carbon", PEAK_S + 86_400, "paused", 0, 10, 1.0))
     inputs = plane.policy_inputs()
