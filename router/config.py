@@ -16,8 +16,6 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     NonNegativeFloat,
     PositiveFloat,
@@ -27,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from router.config_base import HTTP_URL_PATTERN, StrictModel
 from router.errors import ConfigError
 from router.openadr.config import OpenADRConfig
 from router.sources.config import LiveSourceConfig
@@ -53,12 +52,7 @@ def _utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
-class _Strict(BaseModel):
-    # Unknown keys are typos until proven otherwise: reject them so a misspelt knob is not silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BatteryConfig(_Strict):
+class BatteryConfig(StrictModel):
     """An on-site battery that can carry part of a region's load through a grid peak."""
 
     capacity_kwh: PositiveFloat = Field(description="Usable energy capacity, kWh.")
@@ -78,7 +72,7 @@ class BatteryConfig(_Strict):
         return self
 
 
-class RegionConfig(_Strict):
+class RegionConfig(StrictModel):
     """One serving region: where it is, which grid feeds it, and how much it can do."""
 
     name: str = Field(min_length=1, description="Region name, also its key in the latency matrix.")
@@ -97,7 +91,7 @@ class RegionConfig(_Strict):
     battery: BatteryConfig | None = Field(None, description="On-site battery, if any.")
     endpoint_url: str | None = Field(
         None,
-        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        pattern=HTTP_URL_PATTERN,
         description="Base URL of a remote gridshift or Ray Serve cluster serving this region "
         "(POST {url}/v1/embeddings); null: served by a deployment in this cluster.",
     )
@@ -123,7 +117,7 @@ class RoutingMode(StrEnum):
     DEFER = "defer"  # not routed per request: time-shifted by the batch planner
 
 
-class WorkloadClassConfig(_Strict):
+class WorkloadClassConfig(StrictModel):
     """A workload class and its defaults."""
 
     mode: RoutingMode = Field(description="stay (real-time), shift (latency-tolerant) or defer (batch).")
@@ -146,7 +140,7 @@ def _default_classes() -> dict[str, WorkloadClassConfig]:
     }
 
 
-class HeadroomWeights(_Strict):
+class HeadroomWeights(StrictModel):
     """Relative weight of each headroom component; a component without a signal drops out."""
 
     capacity: NonNegativeFloat = Field(0.5, description="Demand against the zone's recent peak.")
@@ -170,7 +164,7 @@ def _ascending_pair(value: tuple[float, float]) -> tuple[float, float]:
 Range = Annotated[tuple[float, float], AfterValidator(_ascending_pair)]
 
 
-class HeadroomConfig(_Strict):
+class HeadroomConfig(StrictModel):
     """Parameters of the one headroom and stress formula (docs/headroom.md explains each)."""
 
     weights: HeadroomWeights = Field(default_factory=HeadroomWeights, description="Component weights.")
@@ -222,7 +216,7 @@ class HeadroomConfig(_Strict):
         return value
 
 
-class RoutingConfig(_Strict):
+class RoutingConfig(StrictModel):
     """Tunables of the region choice (docs/routing.md)."""
 
     origin_margin: Fraction = Field(
@@ -243,7 +237,7 @@ class RoutingConfig(_Strict):
     )
 
 
-class TraceSourceConfig(_Strict):
+class TraceSourceConfig(StrictModel):
     """Replay a trace file: the default, reproducible signal source."""
 
     kind: Literal["trace"] = "trace"
@@ -267,7 +261,7 @@ class Precision(StrEnum):
     INT8 = "int8"
 
 
-class Knobs(_Strict):
+class Knobs(StrictModel):
     """A regional app's live magnitude knobs: changed without restarting replicas."""
 
     max_batch_size: PositiveInt = Field(16, le=256, description="Largest dynamic batch the model runs.")
@@ -306,7 +300,7 @@ class RegionPinning(StrEnum):
     OFF = "off"  # anywhere
 
 
-class ServingConfig(_Strict):
+class ServingConfig(StrictModel):
     """The model the regional apps serve, and how they are placed."""
 
     model_import_path: str = Field(
@@ -334,7 +328,7 @@ class ServingConfig(_Strict):
     )
 
 
-class GatewayConfig(_Strict):
+class GatewayConfig(StrictModel):
     """The HTTP gateway: where it listens, limits, and how it refreshes and forwards."""
 
     host: str = Field("127.0.0.1", min_length=1, description="Listen address.")
@@ -368,7 +362,7 @@ class GatewayConfig(_Strict):
     )
 
 
-class LadderStep(_Strict):
+class LadderStep(StrictModel):
     """One rung of the magnitude ladder (docs/policy.md). Rung k answers grid stress level k."""
 
     max_batch_size: PositiveInt = Field(description="Regional apps' largest dynamic batch at this rung.")
@@ -417,7 +411,7 @@ def _default_steps() -> list[LadderStep]:
     ]
 
 
-class BatteryDispatchConfig(_Strict):
+class BatteryDispatchConfig(StrictModel):
     """When the policy discharges and recharges a region's battery."""
 
     discharge_at_stress: int = Field(
@@ -431,7 +425,7 @@ class BatteryDispatchConfig(_Strict):
     )
 
 
-class PowerModelConfig(_Strict):
+class PowerModelConfig(StrictModel):
     """The region power estimate (docs/policy.md): idle plus utilisation-proportional IT power, times PUE."""
 
     pue: float = Field(1.2, ge=1.0, le=3.0, description="Power usage effectiveness: facility power / IT power.")
@@ -445,7 +439,7 @@ def _default_quality_floor() -> dict[str, float]:
     return {"realtime": 0.999, "tolerant": 0.99, "batch": 0.95}
 
 
-class PolicyConfig(_Strict):
+class PolicyConfig(StrictModel):
     """The policy actor: magnitude ladder, quality floors, battery dispatch and safety timeouts."""
 
     enabled: bool = Field(True, description="Run the policy actor; false leaves every region on serving.knobs.")
@@ -507,7 +501,7 @@ def _valid_rtt(value: float) -> float:
 RttMs = Annotated[float, AfterValidator(_valid_rtt)]
 
 
-class LatencyConfig(_Strict):
+class LatencyConfig(StrictModel):
     """Round-trip times between regions."""
 
     matrix_file: str | None = Field(
@@ -518,7 +512,7 @@ class LatencyConfig(_Strict):
     )
 
 
-class FleetConfig(_Strict):
+class FleetConfig(StrictModel):
     """A whole fleet: regions, latency, workload classes, headroom and the grid signal source."""
 
     name: str = Field("default", min_length=1, description="Fleet name, for display.")

@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import AfterValidator, Field, PositiveFloat, PositiveInt, model_validator
 
+from router.config_base import HTTP_URL_PATTERN, StrictModel
 from router.errors import ConfigError
 
 SpecVersion = Literal["3.0.1", "3.1.0"]
 SPEC_VERSIONS: tuple[SpecVersion, ...] = ("3.0.1", "3.1.0")
-
-_URL = r"^https?://[^\s/]+(/\S*)?$"
 
 
 def _ascending_triple(value: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -28,27 +27,24 @@ def _ascending_triple(value: tuple[float, float, float]) -> tuple[float, float, 
 LevelThresholds = Annotated[tuple[float, float, float], AfterValidator(_ascending_triple)]
 
 
-class _Section(BaseModel):
-    # Same rule as the rest of the fleet config: an unknown key is a typo, not a setting to ignore.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WebhookConfig(_Section):
+class WebhookConfig(StrictModel):
     """The VEN's callback server, which the VTN notifies (subscription webhooks)."""
 
     host: str = Field("127.0.0.1", min_length=1, description="Listen address (loopback unless the VTN is remote).")
     port: int = Field(0, ge=0, le=65535, description="Listen port; 0 picks a free one.")
     public_url: str | None = Field(
         None,
-        pattern=_URL,
+        pattern=HTTP_URL_PATTERN,
         description="Callback base URL the VTN should call, if not http://host:port (behind NAT or a proxy).",
     )
 
 
-class OpenADRConfig(_Section):
+class OpenADRConfig(StrictModel):
     """An OpenADR 3 VEN for this fleet: one VEN, one resource per region."""
 
-    vtn_url: str = Field(pattern=_URL, description="Base URL of the VTN's OpenADR 3 API (with its base path).")
+    vtn_url: str = Field(
+        pattern=HTTP_URL_PATTERN, description="Base URL of the VTN's OpenADR 3 API (with its base path)."
+    )
     spec_version: SpecVersion = Field("3.1.0", description="OpenADR 3 version the VTN speaks: 3.0.1 or 3.1.0.")
     ven_name: str = Field(min_length=1, max_length=128, description="venName, unique on the VTN.")
     client_id_env: str = Field(
@@ -61,7 +57,7 @@ class OpenADRConfig(_Section):
     )
     token_url: str | None = Field(
         None,
-        pattern=_URL,
+        pattern=HTTP_URL_PATTERN,
         description="OAuth2 token endpoint; null: 3.1.0 asks GET /auth/server, else {vtn_url}/auth/token.",
     )
     program_names: list[str] = Field(

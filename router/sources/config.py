@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     NonNegativeFloat,
     PositiveFloat,
@@ -22,16 +20,12 @@ from pydantic import (
     model_validator,
 )
 
-_URL = r"^https?://[^\s/]+(/\S*)?$"
+from router.config_base import HTTP_URL_PATTERN, StrictModel
+
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
-class _Section(BaseModel):
-    # Same rule as the rest of the fleet config: an unknown key is a typo, not a setting to ignore.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HttpPolicyConfig(_Section):
+class HttpPolicyConfig(StrictModel):
     """How one source talks HTTP: timeouts, retries with back-off, its rate limit and its response cache."""
 
     timeout_s: PositiveFloat = Field(10.0, le=300.0, description="Per-request limit (connect, send, read), s.")
@@ -71,7 +65,7 @@ class HttpPolicyConfig(_Section):
         return self
 
 
-class _SourceBase(_Section):
+class _SourceBase(StrictModel):
     required: bool = Field(
         True, description="A required source that is down makes `gridshift signals check` exit non-zero."
     )
@@ -100,7 +94,7 @@ class WattTimeSourceConfig(_SourceBase):
 
     provider: Literal["watttime"] = Field(description="Source type.")
     name: str = Field("watttime", min_length=1, description="Unique name of this source (health, metrics).")
-    base_url: str = Field("https://api.watttime.org", pattern=_URL, description="API root (login and /v3).")
+    base_url: str = Field("https://api.watttime.org", pattern=HTTP_URL_PATTERN, description="API root (login and /v3).")
     username_env: str = Field("WATTTIME_USER", pattern=_ENV_NAME, description="Environment variable: user name.")
     password_env: str = Field("WATTTIME_PASSWORD", pattern=_ENV_NAME, description="Environment variable: password.")
     username: SecretStr | None = Field(None, description="User name inline (prefer username_env).")
@@ -134,7 +128,9 @@ class ElectricityMapsSourceConfig(_SourceBase):
 
     provider: Literal["electricitymaps"] = Field(description="Source type.")
     name: str = Field("electricitymaps", min_length=1, description="Unique name of this source (health, metrics).")
-    base_url: str = Field("https://api.electricitymaps.com", pattern=_URL, description="API root (/v3 below it).")
+    base_url: str = Field(
+        "https://api.electricitymaps.com", pattern=HTTP_URL_PATTERN, description="API root (/v3 below it)."
+    )
     token_env: str = Field(
         "ELECTRICITYMAPS_TOKEN", pattern=_ENV_NAME, description="Environment variable: the `auth-token` value."
     )
@@ -164,7 +160,7 @@ class EiaSourceConfig(_SourceBase):
 
     provider: Literal["eia"] = Field(description="Source type.")
     name: str = Field("eia", min_length=1, description="Unique name of this source (health, metrics).")
-    base_url: str = Field("https://api.eia.gov", pattern=_URL, description="API root (/v2 below it).")
+    base_url: str = Field("https://api.eia.gov", pattern=HTTP_URL_PATTERN, description="API root (/v2 below it).")
     api_key_env: str = Field("EIA_API_KEY", pattern=_ENV_NAME, description="Environment variable: the api_key.")
     api_key: SecretStr | None = Field(None, description="The api_key inline (prefer api_key_env).")
     series: list[EiaSeries] = Field(
@@ -178,7 +174,7 @@ class EiaSourceConfig(_SourceBase):
     page_length: PositiveInt = Field(5000, le=5000, description="Rows asked for per request (the API's cap is 5000).")
 
 
-class FieldMapping(_Section):
+class FieldMapping(StrictModel):
     """One payload field read into one column, with the factor that converts its unit."""
 
     field: str = Field(min_length=1, description="Field name in a JSON record or CSV header.")
@@ -190,7 +186,9 @@ class GenericHttpSourceConfig(_SourceBase):
 
     provider: Literal["http"] = Field(description="Source type.")
     name: str = Field(min_length=1, description="Unique name of this source (health, metrics).")
-    url: str = Field(pattern=_URL, description="URL to GET; `{zone}` in it is replaced by each zone's provider code.")
+    url: str = Field(
+        pattern=HTTP_URL_PATTERN, description="URL to GET; `{zone}` in it is replaced by each zone's provider code."
+    )
     format: Literal["json", "csv"] = Field("json", description="Body format.")
     records_path: str = Field(
         "", description="JSON: dotted path to the list of records (e.g. response.data); empty: the body itself."
@@ -250,7 +248,7 @@ SourceConfig = Annotated[
 ]
 
 
-class LiveSourceConfig(_Section):
+class LiveSourceConfig(StrictModel):
     """Poll live grid feeds on the wall clock; a history trace supplies what feeds cannot (the trailing peak)."""
 
     kind: Literal["live"] = Field(description="Signal source type: live feeds (see docs/signals.md).")
