@@ -410,13 +410,15 @@ class ControlPlane:
             for name in fleet.region_names
         }
         active = tuple(sorted(self.events.values(), key=lambda e: (e.start, e.event_id)))
-        # Read before the store is: a poll landing while the snapshot is built then shows as a newer revision on the
-        # next call, which rebuilds, instead of leaving a state whose values predate its own source health.
-        signals_revision = None if self.context.signals is None else self.context.signals.revision
+        at_s = int(self.clock.now_s())
+        # The sources' health is read before their values: a poll landing while the snapshot is built is then at
+        # most in the values, never only in the health, and its newer revision makes the next call rebuild.
+        store = self.context.signals
+        signals = None if store is None else store.status(at_s)
         snap = snapshot(
             fleet,
             self.context.reader,
-            int(self.clock.now_s()),
+            at_s,
             events=active,
             healthy={name: name not in unhealthy for name in fleet.region_names},
             utilization=utilization,
@@ -429,7 +431,7 @@ class ControlPlane:
             ),
             tuple(event.event_id for event in active),
             tuple(sorted((name, lease.knobs.model_dump_json(), lease.source) for name, lease in leases.items())),
-            signals_revision,
+            None if signals is None else signals.revision,
         )
         if signature != self._signature or self._state is None:
             self._version += 1
@@ -441,7 +443,7 @@ class ControlPlane:
                 knobs={name: lease.knobs for name, lease in leases.items()},
                 wall_s=self.wall_clock.now_s(),
                 knob_sources={name: lease.source for name, lease in leases.items()},
-                signals=None if self.context.signals is None else self.context.signals.status(snap.at_s),
+                signals=signals,
             )
         if self._state.version == known_version:
             return None

@@ -370,7 +370,7 @@ def test_a_poll_landing_while_the_state_is_built_shows_in_the_next_state(
     live_context: FleetContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # CI once caught a state whose source health said "polled" while its snapshot held none of the poll's values:
-    # the store changed between the snapshot's reads and the revision the state was cached under.
+    # the store changed between the snapshot's reads and the health (or the revision the state was cached under).
     from policies.control import ControlPlane
     from router.clock import FixedClock
 
@@ -390,6 +390,8 @@ def test_a_poll_landing_while_the_state_is_built_shows_in_the_next_state(
     monkeypatch.setattr(store, "latest", latest_racing_a_poll)
     first = plane.state()
     assert first is not None
+    assert first.signals is not None
+    assert all(h.polls == 0 for h in first.signals.sources)  # health never claims a poll the values lack
     newer = plane.state(first.version)
     assert newer is not None  # the poll is a change: a new version, built with its values
     west_1 = next(r for r in newer.snapshot.regions if r.config.name == "us-west-1")
