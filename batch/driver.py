@@ -13,10 +13,12 @@ from ray.exceptions import GetTimeoutError, RayError
 
 from batch.runner import JobResult, run_job, validate_spec
 from batch.spec import BatchJobSpec
-from policies.actor import get_or_create_control_actor
+from fleet.config import FleetConfig
+from policies.actors.client import ActorClient
+from policies.actors.control import control_client
 from policies.batch_gate import BatchKnobs, GateAnswer, JobProgress
+from policies.control_api import ControlApi
 from policies.ladder import safe_batch_policy
-from router.config import FleetConfig
 from router.placement import ClusterNode, nodes_from_ray, region_placement
 
 logger = logging.getLogger("gridshift.batch")
@@ -30,15 +32,17 @@ class RayBatchControl:
     """BatchControl over the control actor. If the actor cannot be reached for `policy.fallback_after_s`, the job
     runs on safe defaults (full-quality knobs) rather than wait paused forever: its deadline still matters."""
 
-    def __init__(self, actor: Any, fleet: FleetConfig, monotonic_s: Callable[[], float] = time.monotonic) -> None:
-        self._actor = actor  # untyped: Ray's stubs mistype `.remote()` results
+    def __init__(
+        self, control: ActorClient[ControlApi], fleet: FleetConfig, monotonic_s: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._control = control
         self._fleet = fleet
         self._monotonic_s = monotonic_s
         self._last_answer_s = monotonic_s()
 
     def gate(self, progress: JobProgress) -> GateAnswer:
         try:
-            answer: GateAnswer = ray.get(self._actor.batch_gate.remote(progress), timeout=GATE_TIMEOUT_S)
+            answer = self._control.call_sync(ControlApi.batch_gate, progress)
         except (GetTimeoutError, RayError) as error:
             return self.unreachable(error)
         self._last_answer_s = self._monotonic_s()
@@ -59,13 +63,13 @@ class RayBatchControl:
 
     def report(self, progress: JobProgress) -> None:
         # Fire and forget: a report is a status line, and the next one supersedes it.
-        self._actor.batch_report.remote(progress)
+        self._control.tell(ControlApi.batch_report, progress)
 
 
 def run_local(spec: BatchJobSpec, fleet: FleetConfig) -> JobResult:
     """Run in this process (Ray must be initialised). Used by `gridshift batch submit --local` and tests."""
     validate_spec(spec)
-    control = RayBatchControl(get_or_create_control_actor(fleet), fleet)
+    control = RayBatchControl(control_client(fleet, timeout_s=GATE_TIMEOUT_S), fleet)
     try:
         return run_job(spec, control)
     except Exception as error:
@@ -92,11 +96,11 @@ class BatchJobActor:
     resumes from the ledger, so a crash loses and duplicates nothing."""
 
     def __init__(self, spec_data: dict[str, Any], fleet_data: dict[str, Any]) -> None:
-        from router.config import parse_fleet
+        from fleet.loaders import parse_fleet
 
         self._spec = BatchJobSpec.model_validate(spec_data)
         fleet = parse_fleet(fleet_data, source="batch job fleet")
-        self._control = RayBatchControl(get_or_create_control_actor(fleet), fleet)
+        self._control = RayBatchControl(control_client(fleet, timeout_s=GATE_TIMEOUT_S), fleet)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"batch-{self._spec.job_id}", daemon=True)
         self._thread.start()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from router.errors import GridshiftError
+from fleet.errors import GridshiftError
 
 LEDGER_NAME = "_ledger.jsonl"
 MANIFEST_NAME = "_job.json"

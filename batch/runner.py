@@ -11,8 +11,8 @@ from typing import Any, Protocol
 
 from batch.ledger import ShardLedger
 from batch.spec import BatchJobSpec, JobSpecError, Pipeline, load_pipeline, read_input
+from fleet.errors import GridshiftError
 from policies.batch_gate import BatchKnobs, GateAnswer, JobProgress
-from router.errors import GridshiftError
 
 logger = logging.getLogger("gridshift.batch")
 

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
-from router.config import UtcDatetime
-from router.errors import GridshiftError
+from fleet.base import UtcDatetime
+from fleet.errors import GridshiftError
 
 PIPELINE_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 

@@ -65,9 +65,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from policies.control import ControlState, GatewayLoad
-from router.config import FleetConfig, load_fleet, load_rtt_matrix, parse_fleet
-from router.events import DREvent
+from fleet.clock import FixedClock
+from fleet.config import FleetConfig
+from fleet.loaders import load_fleet, load_rtt_matrix, parse_fleet
+from grid.context import load_context
+from policies.actors.client import LocalClient
+from policies.control import ControlPlane
+from policies.control_state import ControlState, GatewayLoad
 from serve_apps.app import APP_NAME, regional_deployment_name
 from serve_apps.backends import HandleBackend, RegionalResult, RegionBackend
 from serve_apps.gateway import GatewayCore, Served
@@ -430,40 +434,13 @@ class InstantHandle:
         self.embed = _InstantMethod(result)
 
 
-class StillControl:
-    """A ControlSource that never changes the state (the in-process apps run no refresh loop)."""
+class StillControl(ControlPlane):
+    """The control plane, except that a gateway's sync never brings a newer state (the in-process apps run no
+    refresh loop: the state is set once)."""
 
-    async def sync(self, gateway_id: str, load: GatewayLoad, known_version: int) -> ControlState | None:
+    def sync(self, gateway_id: str, load: GatewayLoad, known_version: int) -> ControlState | None:
         del gateway_id, load, known_version
         return None
-
-    async def telemetry(self) -> dict[str, object]:
-        return {}
-
-    async def openadr_status(self) -> dict[str, object] | None:
-        return None
-
-    async def post_event(self, event: DREvent) -> DREvent:
-        return event
-
-    async def clear_event(self, event_id: str) -> DREvent | None:
-        del event_id
-        return None
-
-    async def list_events(self) -> list[DREvent]:
-        return []
-
-    async def clock_now_s(self) -> float:
-        return 0.0
-
-    async def job_statuses(self) -> list[dict[str, object]]:
-        return []
-
-    async def pause_job(self, job_id: str) -> bool:  # noqa: ARG002 - the benchmark runs no batch jobs
-        return False
-
-    async def resume_job(self, job_id: str) -> bool:  # noqa: ARG002 - the benchmark runs no batch jobs
-        return False
 
 
 async def asgi_post(app: Any, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -547,7 +524,8 @@ async def attribute(
     result = RegionalResult(REGION, vectors, "fp32", int(answer["usage"]["prompt_tokens"]), str(answer["model"]))
     handle = InstantHandle(result)
     backends: dict[str, RegionBackend] = {name: HandleBackend(name, handle) for name in fleet.region_names}
-    core = GatewayCore(fleet, load_rtt_matrix(fleet.latency), StillControl(), backends)
+    control = LocalClient(StillControl(load_context(fleet), FixedClock(state.snapshot.at_s), FixedClock(0.0)))
+    core = GatewayCore(fleet, load_rtt_matrix(fleet.latency), control, backends)
     core.state = state
     gateway_app = create_app(core, None)
     direct_app = build_direct_app(handle)
@@ -706,7 +684,7 @@ async def _measure_all(
 def run_benchmark(args: argparse.Namespace, command: str) -> Summary:
     import ray
 
-    from policies.actor import get_or_create_control_actor
+    from policies.actors.control import get_or_create_control_actor
     from serve_apps.up import deploy
 
     started = time.perf_counter()

@@ -36,11 +36,13 @@ import psutil
 from ray import serve
 
 from benchmarks.bench_precision import machine
+from fleet.config import FleetConfig
+from fleet.loaders import load_fleet
+from fleet.serving import Knobs, Precision
 from policies.calibration import Calibration, load_calibration
 from policies.ladder import knobs_for_step
 from policies.load import RegionLoad
 from policies.power import PowerInputs, estimate_power
-from router.config import FleetConfig, Knobs, Precision, load_fleet
 from serve_apps.embedding import EVAL_SENTENCES, MiniLMEmbedder, precision_quality
 from serve_apps.regional import RegionalApp
 from serve_apps.up import start_local_ray, wait_until_running

@@ -34,6 +34,11 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks.forecast_mape import utc_s
+from fleet.config import FleetConfig
+from fleet.loaders import load_fleet
+from fleet.regions import RegionConfig
+from grid.forecast import Forecaster, SeasonalNaive
+from grid.trace import Trace, load_trace, packaged_trace
 from policies.planner import (
     DEFAULT_PLANNER_CONFIG,
     SIGNAL_UNITS,
@@ -44,9 +49,6 @@ from policies.planner import (
     plan_windows,
     should_run,
 )
-from router.config import FleetConfig, RegionConfig, load_fleet, packaged_data
-from router.forecast import Forecaster, SeasonalNaive
-from router.trace import Trace, load_trace
 
 HOUR_S = 3600
 MINUTE_S = 60
@@ -135,7 +137,7 @@ class SeasonalNaiveWithOffset:
 
     y(t) = naive(t) + (y_last - naive(t_last)) x decay ** hours(t - t_last). The 24 h-differenced carbon series
     of the 2022 trace has lag-1 autocorrelation 0.8 (PJM) to 0.95 (BPAT), so a departure persists for hours.
-    Experimental: it satisfies router.forecast.Forecaster and is a candidate for router/forecast.py.
+    Experimental: it satisfies grid.forecast.Forecaster and is a candidate for grid/forecast.py.
     """
 
     decay_per_h: float = 0.9
@@ -325,7 +327,7 @@ def run(jobs_per_region: int, seed: int, config: PlannerConfig = DEFAULT_PLANNER
     fleet = load_fleet()
     rows: list[Row] = []
     for case_index, case in enumerate(CASES):
-        trace = load_trace(packaged_data(f"traces/{case.trace_name}"))
+        trace = load_trace(packaged_trace(case.trace_name))
         for region_index, region in enumerate(fleet.regions):
             if not _has_signal(trace, region.zone_for(_COLUMN[case.signal]), _COLUMN[case.signal]):
                 continue

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from router.config import Precision
+from fleet.serving import Precision
 from serve_apps.embedding import EVAL_SENTENCES, MINILM_WEIGHTS_SHA256, MiniLMEmbedder, precision_quality
 
 BATCH_SIZES = (1, 4, 8, 16, 32)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from router.config import RoutingConfig, RoutingMode
+from fleet.routing import RoutingConfig, RoutingMode
 from router.routing import RegionState, RouteRequest, choose_region
 
 FLEET_SIZES = (4, 16, 64, 256)

@@ -2,9 +2,9 @@
 
 Run: python -m benchmarks.forecast_mape [--json]
 
-Protocol (router.forecast.backtest): every day at 18:00 UTC a forecast is issued for the 24 hours of the
+Protocol (grid.forecast.backtest): every day at 18:00 UTC a forecast is issued for the 24 hours of the
 next UTC day, using only rows at or before the issue time (the published day-ahead forecast is the one
-exception: it was made the day before, see router.forecast.PublishedForecast). 18:00 UTC is late enough
+exception: it was made the day before, see grid.forecast.PublishedForecast). 18:00 UTC is late enough
 that every US balancing authority here has published its day-ahead forecast, so all forecasters are
 compared at the same issue time. Forecasters on one zone and column are scored on the same target hours
 (those where every one of them and the actual are present), so their ratios are like for like.
@@ -31,9 +31,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from router.config import packaged_data
-from router.forecast import DAY_AHEAD_ISSUE_HOUR_UTC, BacktestResult, backtest, get_forecaster, mae, mape
-from router.trace import Trace, load_trace
+from grid.forecast import DAY_AHEAD_ISSUE_HOUR_UTC, BacktestResult, backtest, get_forecaster, mae, mape
+from grid.trace import Trace, load_trace, packaged_trace
 
 NAIVE = ("seasonal_naive_24h", "seasonal_naive_168h")
 PUBLISHED = "published_day_ahead"
@@ -109,13 +108,13 @@ def _compare(
 def run() -> list[Row]:
     rows: list[Row] = []
 
-    grid = load_trace(packaged_data("traces/grid_2022.csv.gz"))
+    grid = load_trace(packaged_trace("grid_2022.csv.gz"))
     start, end = utc_s(2022, 1, 1), utc_s(2023, 1, 1)
     for column in ("demand_mw", "carbon_g_per_kwh"):
         for zone in grid.zones:
             rows.append(_compare("a", grid, "grid_2022", zone, column, NAIVE, start, end))
 
-    published = load_trace(packaged_data("traces/demand_forecast_2015_2019.csv.gz"))
+    published = load_trace(packaged_trace("demand_forecast_2015_2019.csv.gz"))
     # The file spans 2015-07-02 .. 2019-07-01; start a week in so the weekly lag has history. PJM's first
     # weeks carry no forecast (wrong values were blanked), which only lowers its n.
     start, end = utc_s(2015, 7, 9), utc_s(2019, 7, 2)
@@ -124,7 +123,7 @@ def run() -> list[Row]:
             _compare("b", published, "demand_forecast_2015_2019", zone, "demand_mw", (PUBLISHED, *NAIVE), start, end)
         )
 
-    prices = load_trace(packaged_data("traces/prices_2023.csv.gz"))
+    prices = load_trace(packaged_trace("prices_2023.csv.gz"))
     # Prices start 2023-01-01; the first week is scored too, by the 24 h lag alone, then dropped by the
     # common-points rule because the weekly lag has nothing yet: start on 2023-01-08 for both.
     start, end = utc_s(2023, 1, 8), utc_s(2024, 1, 1)

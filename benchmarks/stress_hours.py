@@ -6,10 +6,12 @@ import argparse
 import collections
 import json
 
-from router.config import HeadroomConfig, RegionConfig, load_fleet, packaged_data
-from router.headroom import assess
+from fleet.headroom import HeadroomConfig
+from fleet.loaders import load_fleet
+from fleet.regions import RegionConfig
+from grid.headroom import assess
+from grid.trace import load_trace, packaged_trace
 from router.state import observe
-from router.trace import load_trace
 
 ZONES = ("AZPS", "BPAT", "CISO", "ERCO", "MISO", "NYIS", "PJM", "PJM-DOM", "SOCO")
 YEAR_2022_S = (1_640_995_200, 1_672_531_200)
@@ -17,7 +19,7 @@ YEAR_2022_S = (1_640_995_200, 1_672_531_200)
 
 def stress_hours(config: HeadroomConfig) -> dict[str, tuple[list[int], list[float]]]:
     """Per zone: hours at stress 0..3, and headroom at the 10th, 50th and 90th percentile."""
-    trace = load_trace(packaged_data("traces/grid_2022.csv.gz"))
+    trace = load_trace(packaged_trace("grid_2022.csv.gz"))
     results: dict[str, tuple[list[int], list[float]]] = {}
     for zone in ZONES:
         region = RegionConfig(name=zone, zone=zone, latitude=0, longitude=0, capacity_replicas=1, capacity_kw=1)

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from fleet.serving import Precision
 from policies.batch_gate import BatchKnobs
-from router.config import Precision
 
 # Each map task reserves a quarter CPU: on a 2-core host the Serve fleet holds most of the CPUs already.
 TASK_NUM_CPUS = 0.25

@@ -24,7 +24,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from router.config import FleetConfig, RoutingMode
+from fleet.config import FleetConfig
+from fleet.routing import RoutingMode
 from router.routing import RegionState, RouteDecision, RouteRequest, StickyRouter, choose_region
 
 FAILOVER_PREFIX = "failover:"

@@ -19,8 +19,10 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+from fleet.config import FleetConfig
+from fleet.loaders import load_fleet, parse_fleet
 from loadtests.scenarios import PEAK
-from router.config import ADMIN_TOKEN_ENV, FleetConfig, load_fleet, parse_fleet
+from serve_apps.admin_token import ADMIN_TOKEN_ENV
 
 PREFIX = "LOADTEST-GATEWAY"
 DESCRIPTION = "A load test's own gateway: owns a local Ray cluster and the fleet, and kills regions on command."
@@ -77,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    from policies.actor import get_or_create_control_actor
+    from policies.actors.control import get_or_create_control_actor
     from serve_apps.up import deploy, start_local_ray
 
     try:

@@ -19,9 +19,12 @@ from typing import Any
 
 from aiohttp import web
 
+from fleet.config import FleetConfig
+from fleet.loaders import load_fleet
+from fleet.routing import RoutingMode
+from grid.context import load_context
 from loadtests.scenarios import PEAK
-from router.config import FleetConfig, RoutingMode, load_fleet
-from router.state import load_context, snapshot, snapshot_to_dict
+from router.state import snapshot, snapshot_to_dict
 
 STATE_VERSION = 1
 EMBEDDING_DIMENSIONS = 384

@@ -2,7 +2,7 @@
 
 Run it through `python -m loadtests.run` (which starts the gateway, drives grid changes and writes the
 report), or directly: `locust -f loadtests/locustfile.py --headless -u 4 -r 2 -t 30s --host http://127.0.0.1:8000
-[--gridshift-plan plan.json]`. It must never import Ray (`serve_apps`, `policies.actor`): Ray imported before
+[--gridshift-plan plan.json]`. It must never import Ray (`serve_apps`, `policies.actors.control`): Ray imported before
 locust's gevent patching breaks gevent, so locust always runs in a process of its own.
 """
 
@@ -23,6 +23,8 @@ from locust import HttpUser, LoadTestShape, events, task
 from locust.env import Environment
 from locust.event import EventHook
 
+from fleet.config import FleetConfig
+from fleet.loaders import load_fleet, load_rtt_matrix
 from loadtests.checker import (
     Check,
     ControlView,
@@ -36,7 +38,6 @@ from loadtests.checker import (
 )
 from loadtests.scenarios import LoadPlan, check_caps, check_loopback, users_at
 from loadtests.summary import RequestRecord
-from router.config import FleetConfig, load_fleet, load_rtt_matrix
 
 logger = logging.getLogger("gridshift.loadtest")
 

@@ -1,1 +1,2 @@
-"""Policies layer: stress levels, magnitude ladder, window planner, power and battery models; the policy actor."""
+"""Pure decisions: the control plane's state, knob leases, job registry and telemetry; the magnitude ladder, window
+planner, job gate, power and battery models. `policies.actors` runs them as long-lived Ray actors."""

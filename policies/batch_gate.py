@@ -94,7 +94,7 @@ def job_status(progress: JobProgress, now_s: float, speedup: float, paused_by_op
     Times are on the control clock (trace time under replay). The expected finish assumes the job runs from
     its expected resume time (or now) at its measured throughput, without further pauses.
     """
-    from router.trace import iso
+    from fleet.times import iso
 
     start_s = progress.resume_at_s if progress.state == "paused" and progress.resume_at_s else now_s
     left_s = progress.rows_left / progress.rows_per_second * speedup if progress.rows_per_second > 0 else None

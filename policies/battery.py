@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from router.config import BatteryConfig, BatteryDispatchConfig
+from fleet.power import BatteryConfig, BatteryDispatchConfig
 
 _S_PER_H = 3600.0
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
-from router.config import Precision, format_validation_errors
-from router.errors import ConfigError
+from fleet.errors import ConfigError
+from fleet.loaders import format_validation_errors
+from fleet.serving import Precision
 
 CALIBRATION_SCHEMA = "gridshift.calibration/v1"
 PACKAGED_CALIBRATION = "calibration_minilm_cpu.json"

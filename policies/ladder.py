@@ -15,12 +15,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from fleet.config import FleetConfig
+from fleet.ladder import LadderStep, PolicyConfig
+from fleet.regions import RegionConfig
+from fleet.serving import Knobs, Precision
+from fleet.times import iso
 from policies.battery import BatteryState, discharge_available_kw, dispatch_kw, initial_state, integrate
 from policies.calibration import Calibration
 from policies.load import RegionLoad
 from policies.power import PowerEstimate, PowerInputs, estimate_power, floor_precisions
-from router.config import FleetConfig, Knobs, LadderStep, PolicyConfig, Precision, RegionConfig
-from router.trace import iso
 
 LIMIT_HOLD_SHARE = 0.95  # within this share of an import limit, the ladder holds rather than recovers
 

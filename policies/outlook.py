@@ -12,13 +12,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from fleet.events import DREvent
+from fleet.serving import Knobs, Precision
+from grid.context import FleetContext
 from policies.calibration import Calibration
 from policies.ladder import RegionDecision, RegionInputs, decide_region
 from policies.load import RegionLoad
 from policies.planner import HOUR_S, forecast_assessments
-from router.config import Knobs, Precision
-from router.events import DREvent
-from router.state import FleetContext, snapshot
+from router.state import snapshot
 
 
 def stressed_seconds_ahead(context: FleetContext, region: str, now_s: float, level: int, horizon_s: float) -> float:

@@ -14,10 +14,12 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from router.config import HeadroomConfig, RegionConfig
-from router.forecast import Forecaster, PublishedForecast, get_forecaster
-from router.headroom import Assessment, GridSignals, assess
-from router.trace import Observation, Trace, iso
+from fleet.headroom import HeadroomConfig
+from fleet.regions import RegionConfig
+from fleet.times import iso
+from grid.forecast import Forecaster, PublishedForecast, get_forecaster
+from grid.headroom import Assessment, GridSignals, assess
+from grid.trace import Observation, Trace
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -600,9 +602,9 @@ def forecast_signal(
 ) -> FloatArray:
     """Forecast of `signal` for the region at `slot_times_s`, made at `issued_at_s` from the trace alone.
 
-    Carbon and price: `forecaster` (a name in router.forecast.FORECASTERS or a Forecaster; previous-day naive by
+    Carbon and price: `forecaster` (a name in grid.forecast.FORECASTERS or a Forecaster; previous-day naive by
     default) on the column of the region's zone for it.
-    Headroom: the one headroom formula (router.headroom.assess) applied to forecast inputs: demand (the
+    Headroom: the one headroom formula (grid.headroom.assess) applied to forecast inputs: demand (the
     authority's published day-ahead forecast where the trace has one, else `forecaster`), carbon and price where
     the trace has them, and the reference peak as known at issue time, each stamped at its target hour (so fresh).
     The forecast component (demand against the day-ahead forecast) measures surprise, which no forecast can

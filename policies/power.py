@@ -17,9 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from fleet.power import PowerModelConfig
+from fleet.regions import RegionConfig
+from fleet.serving import Knobs, Precision
 from policies.calibration import Calibration
 from policies.load import RegionLoad
-from router.config import Knobs, PowerModelConfig, Precision, RegionConfig
 
 
 class Lever(StrEnum):

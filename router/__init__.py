@@ -1,1 +1,1 @@
-"""Router layer: fleet config, grid signals and traces, headroom, latency model and region choice (pure, no Ray)."""
+"""Region choice (pure): the routing core, the fleet snapshot it reads, and where each region's work is placed."""

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from router.config import RegionConfig, RegionPinning
+from fleet.regions import RegionConfig
+from fleet.serving import RegionPinning
 
 REGION_RESOURCE_PREFIX = "gridshift-region-"
 REGION_LABEL = "gridshift/region"

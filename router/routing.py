@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from router.config import RoutingConfig, RoutingMode
-from router.errors import UnknownRegionError
+from fleet.errors import UnknownRegionError
+from fleet.routing import RoutingConfig, RoutingMode
 
 # Spare-capacity weight floor: a saturated but feasible region keeps a sliver of share, so weights never
 # all vanish and a region is not starved by a momentary spike in its load figure.

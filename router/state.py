@@ -4,25 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
-from router.config import (
-    DEFAULT_TRACE_RESOURCE,
-    SIGNAL_COLUMNS,
-    FleetConfig,
-    HeadroomConfig,
-    RegionConfig,
-    check_latency_coverage,
-    load_rtt_matrix,
-    packaged_data,
-)
-from router.events import DREvent, active_event_level
-from router.headroom import STRESS_NAMES, Assessment, GridSignals, assess
+from fleet.config import FleetConfig
+from fleet.events import DREvent, active_event_level
+from fleet.headroom import HeadroomConfig
+from fleet.regions import RegionConfig
+from fleet.signals import SIGNAL_COLUMNS
+from fleet.times import iso
+from grid.headroom import STRESS_NAMES, Assessment, GridSignals, assess
+from grid.trace import Observation, SignalReader
 from router.routing import RegionState
-from router.sources.config import LiveSourceConfig
-from router.sources.store import SignalStore
-from router.trace import Observation, SignalReader, Trace, iso, load_trace
 
 _DAY_S = 86_400
 
@@ -56,29 +48,16 @@ def observe(region: RegionConfig, trace: SignalReader, at_s: int, config: Headro
     peak = trace.trailing_quantile(
         demand_zone, "demand_mw", at_s, int(config.peak_lookback_days * _DAY_S), config.peak_quantile
     )
-    return GridSignals(
-        at_s=at_s,
-        demand_mw=trace.latest(demand_zone, "demand_mw", at_s),
-        reference_peak_mw=peak,
-        demand_forecast_mw=trace.latest(region.zone_for("demand_forecast_mw"), "demand_forecast_mw", at_s),
-        carbon_g_per_kwh=trace.latest(region.zone_for("carbon_g_per_kwh"), "carbon_g_per_kwh", at_s),
-        price_usd_per_mwh=trace.latest(region.zone_for("price_usd_per_mwh"), "price_usd_per_mwh", at_s),
-        dr_level=trace.latest(region.zone_for("dr_level"), "dr_level", at_s),
-    )
+    observed = {column: trace.latest(region.zone_for(column), column, at_s) for column in SIGNAL_COLUMNS}
+    return GridSignals(at_s=at_s, reference_peak_mw=peak, **observed)
 
 
 def _overridden(signals: GridSignals, replaced: Mapping[str, Observation]) -> GridSignals:
     unknown = sorted(set(replaced) - set(SIGNAL_COLUMNS))
     if unknown:
         raise ValueError(f"cannot override {unknown}: not signal columns {list(SIGNAL_COLUMNS)}")
-    return replace(
-        signals,
-        demand_mw=replaced.get("demand_mw", signals.demand_mw),
-        demand_forecast_mw=replaced.get("demand_forecast_mw", signals.demand_forecast_mw),
-        carbon_g_per_kwh=replaced.get("carbon_g_per_kwh", signals.carbon_g_per_kwh),
-        price_usd_per_mwh=replaced.get("price_usd_per_mwh", signals.price_usd_per_mwh),
-        dr_level=replaced.get("dr_level", signals.dr_level),
-    )
+    changes: dict[str, Any] = dict(replaced)
+    return replace(signals, **changes)
 
 
 def snapshot(
@@ -116,36 +95,6 @@ def snapshot(
     return FleetSnapshot(at_s, version, tuple(regions))
 
 
-@dataclass(frozen=True)
-class FleetContext:
-    """A loaded fleet with its trace and latency matrix: everything a decision needs besides the moment."""
-
-    fleet: FleetConfig
-    trace: Trace
-    rtt_ms: dict[str, dict[str, float]]
-    # Live fleets only: the store the signal poller fills. `trace` is then the history trace (reference peaks,
-    # the batch planner's forecasts) and the snapshot reads current signals from here.
-    signals: SignalStore | None = None
-
-    @property
-    def reader(self) -> SignalReader:
-        """Where current signals are read: the live store when there is one, else the trace."""
-        return self.trace if self.signals is None else self.signals
-
-
-def load_context(fleet: FleetConfig, trace_path: str | Path | None = None) -> FleetContext:
-    """Load the trace (the fleet's, unless overridden) and latency matrix, and check they cover the fleet.
-    A live fleet also gets an empty signal store, which its poller fills (router.sources.poller)."""
-    source = fleet.signal_source
-    configured = source.history_trace if isinstance(source, LiveSourceConfig) else source.path
-    path = trace_path or configured or packaged_data(DEFAULT_TRACE_RESOURCE)
-    rtt = load_rtt_matrix(fleet.latency)
-    check_latency_coverage(fleet, rtt)
-    trace = load_trace(path)
-    store = SignalStore.for_config(source, trace) if isinstance(source, LiveSourceConfig) else None
-    return FleetContext(fleet, trace, rtt, store)
-
-
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -163,13 +112,7 @@ def snapshot_to_dict(snap: FleetSnapshot) -> dict[str, Any]:
                 "observed_at": iso(obs.observed_at_s),
                 "age_s": snap.at_s - obs.observed_at_s,
             }
-            for name, obs in (
-                ("demand_mw", signals.demand_mw),
-                ("demand_forecast_mw", signals.demand_forecast_mw),
-                ("carbon_g_per_kwh", signals.carbon_g_per_kwh),
-                ("price_usd_per_mwh", signals.price_usd_per_mwh),
-                ("dr_level", signals.dr_level),
-            )
+            for name, obs in signals.observed().items()
         }
         regions.append(
             {

@@ -1,7 +1,7 @@
 """Build the committed grid traces and the AWS latency matrix from the raw shared data, reproducibly.
 
-Usage: python scripts/build_traces.py [--shared ../shared/data] [--out router/data/traces]
-                                      [--latency-out router/data/aws_interregion_p50_ms.json]
+Usage: python scripts/build_traces.py [--shared ../shared/data] [--out grid/data/traces]
+                                      [--latency-out fleet/data/aws_interregion_p50_ms.json]
 
 Every output is a pure function of the input files: gzip is written with mtime 0 and no file
 name, and nothing in the output depends on the paths given, so a rebuild is byte-identical.
@@ -32,7 +32,7 @@ _REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
-from router.eia930 import (  # noqa: E402
+from grid.eia930 import (  # noqa: E402
     FORECAST_RATIO_MAX,
     FORECAST_RATIO_MIN,
     GLOBAL_OUTLIER_FACTOR,
@@ -214,7 +214,7 @@ _RULES: Final = (
     f"screening: EMPTY/MISSING cells; demand <= 0 or >= {GLOBAL_OUTLIER_FACTOR:g}x the file median; "
     f"single-hour demand spikes or dips beyond {SPIKE_FACTOR:g}x both neighbours; rows of the PJM-DOM "
     f"file whose category is not OKAY; forecasts outside {FORECAST_RATIO_MIN:g}..{FORECAST_RATIO_MAX:g}x "
-    "the hour's cleaned demand: all become empty cells (see router/eia930.py)"
+    "the hour's cleaned demand: all become empty cells (see grid/eia930.py)"
 )
 
 
@@ -400,9 +400,9 @@ def _summary(built: Built, columns: Sequence[str], blanked: dict[str, int]) -> s
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--shared", type=Path, default=_REPO_ROOT.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=_REPO_ROOT / "router" / "data" / "traces")
+    parser.add_argument("--out", type=Path, default=_REPO_ROOT / "grid" / "data" / "traces")
     parser.add_argument(
-        "--latency-out", type=Path, default=_REPO_ROOT / "router" / "data" / "aws_interregion_p50_ms.json"
+        "--latency-out", type=Path, default=_REPO_ROOT / "fleet" / "data" / "aws_interregion_p50_ms.json"
     )
     args = parser.parse_args(argv)
     shared: Path = args.shared

@@ -7,81 +7,26 @@ from collections.abc import Sequence
 from typing import Any
 
 from ray import serve
-from ray.actor import ActorHandle
 from ray.serve import Application
 
 from batch.driver import cluster_nodes, launch_in_cluster
 from batch.spec import BatchJobSpec
-from policies.actor import ControlActor, get_or_create_control_actor
-from policies.control import ControlState, GatewayLoad
-from policies.openadr_actor import get_or_create_openadr_actor
-from policies.policy_actor import get_or_create_policy_actor
-from router.config import (
-    FleetConfig,
-    RegionConfig,
-    RoutingMode,
-    ServingConfig,
-    configured_admin_token,
-    load_fleet,
-    load_rtt_matrix,
-    parse_fleet,
-)
-from router.events import DREvent
+from fleet.config import FleetConfig
+from fleet.loaders import load_fleet, load_rtt_matrix, parse_fleet
+from fleet.regions import RegionConfig
+from fleet.routing import RoutingMode
+from fleet.serving import ServingConfig
+from policies.actors.control import control_client
+from policies.actors.openadr import get_or_create_openadr_actor
+from policies.actors.policy import get_or_create_policy_actor
 from router.placement import ClusterNode, region_placement
+from serve_apps.admin_token import admin_token_digest, configured_admin_token
 from serve_apps.backends import HandleBackend, HttpBackend, RegionBackend
 from serve_apps.gateway import GatewayCore
-from serve_apps.http_api import admin_token_digest, create_app
+from serve_apps.http_api import create_app
 from serve_apps.regional import RegionalApp
 
 APP_NAME = "gridshift"
-
-
-class RayControlSource:
-    """ControlSource over the control actor's handle."""
-
-    def __init__(self, actor: ActorHandle[ControlActor]) -> None:
-        # Ray's stubs type `.remote()` results as awaitables that never return; use the handle untyped.
-        self._actor: Any = actor
-
-    async def sync(self, gateway_id: str, load: GatewayLoad, known_version: int) -> ControlState | None:
-        result: ControlState | None = await self._actor.sync.remote(gateway_id, load, known_version)
-        return result
-
-    async def telemetry(self) -> dict[str, object]:
-        telemetry: dict[str, object] = await self._actor.telemetry.remote()
-        return telemetry
-
-    async def openadr_status(self) -> dict[str, Any] | None:
-        status: dict[str, Any] | None = await self._actor.openadr_status.remote()
-        return status
-
-    async def post_event(self, event: DREvent) -> DREvent:
-        posted: DREvent = await self._actor.post_event.remote(event)
-        return posted
-
-    async def clear_event(self, event_id: str) -> DREvent | None:
-        cleared: DREvent | None = await self._actor.clear_event.remote(event_id)
-        return cleared
-
-    async def list_events(self) -> list[DREvent]:
-        events: list[DREvent] = await self._actor.list_events.remote()
-        return events
-
-    async def clock_now_s(self) -> float:
-        now: float = await self._actor.clock_now_s.remote()
-        return now
-
-    async def job_statuses(self) -> list[dict[str, object]]:
-        statuses: list[dict[str, object]] = await self._actor.job_statuses.remote()
-        return statuses
-
-    async def pause_job(self, job_id: str) -> bool:
-        known: bool = await self._actor.pause_job.remote(job_id)
-        return known
-
-    async def resume_job(self, job_id: str) -> bool:
-        known: bool = await self._actor.resume_job.remote(job_id)
-        return known
 
 
 class RayBatchLauncher:
@@ -110,7 +55,7 @@ class Gateway:
             else HandleBackend(region.name, region_handles[region.name])
             for region in fleet.regions
         }
-        control = RayControlSource(get_or_create_control_actor(fleet))
+        control = control_client(fleet)
         # Started (or found) here, so `serve run serve_config.yaml` gets them as `gridshift up` does.
         if fleet.policy.enabled:
             get_or_create_policy_actor(fleet)

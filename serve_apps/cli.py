@@ -14,13 +14,17 @@ from urllib.error import URLError
 
 from pydantic import ValidationError
 
-from router.clock import FixedClock, clock_for_source
-from router.config import ADMIN_TOKEN_ENV, TraceSourceConfig, load_fleet, parse_fleet, utc_now_from
-from router.errors import GridshiftError, UnknownRegionError
-from router.headroom import STRESS_NAMES
+from fleet.clock import FixedClock, clock_for_source
+from fleet.errors import GridshiftError, UnknownRegionError
+from fleet.loaders import load_fleet, parse_fleet
+from fleet.sources import TraceSourceConfig
+from fleet.times import iso, utc_now_from
+from grid.context import FleetContext
+from grid.headroom import STRESS_NAMES
+from grid.sources.store import load_live_context
 from router.routing import RouteRequest, choose_region, decision_to_dict, request_to_dict
-from router.state import FleetContext, load_context, snapshot, snapshot_to_dict
-from router.trace import iso
+from router.state import snapshot, snapshot_to_dict
+from serve_apps.admin_token import ADMIN_TOKEN_ENV
 from serve_apps.cli_openadr import register as add_openadr_verbs
 from serve_apps.cli_policy import register as add_policy_verbs
 from serve_apps.cli_signals import register as add_signals_verbs
@@ -31,7 +35,7 @@ ROUTE_SCHEMA = "gridshift.route_explain/v1"
 
 
 def _context(args: argparse.Namespace) -> FleetContext:
-    return load_context(load_fleet(args.fleet), args.trace)
+    return load_live_context(load_fleet(args.fleet), args.trace)[0]
 
 
 def _at_s(args: argparse.Namespace, context: FleetContext) -> int:

@@ -10,12 +10,12 @@ import secrets
 import urllib.request
 from pathlib import Path
 
-from router.clock import WallClock
-from router.config import load_fleet
-from router.errors import GridshiftError
-from router.openadr.config import SPEC_VERSIONS
-from router.openadr.status import STATUS_PATH, VenStatus, default_status_file, parse_status, read_status
-from router.openadr.vtn import LocalVTN
+from fleet.clock import WallClock
+from fleet.errors import GridshiftError
+from fleet.loaders import load_fleet
+from fleet.openadr import SPEC_VERSIONS
+from openadr.status import STATUS_PATH, VenStatus, default_status_file, parse_status, read_status
+from openadr.vtn import LocalVTN
 
 DEMO_PORT = 25080
 DEMO_PROGRAM = "gridshift-demo"

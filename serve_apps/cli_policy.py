@@ -7,15 +7,17 @@ import argparse
 import json
 from typing import Any
 
+from fleet.errors import GridshiftError
+from fleet.loaders import load_fleet
+from fleet.serving import Precision
+from fleet.sources import TraceSourceConfig
+from fleet.times import iso, utc_now_from
+from grid.headroom import STRESS_NAMES
+from grid.sources.store import load_live_context
 from policies.calibration import Calibration, calibration_to_dict, load_calibration
 from policies.ladder import decision_to_dict
 from policies.load import RegionLoad
 from policies.outlook import replay_policy
-from router.config import Precision, TraceSourceConfig, load_fleet, utc_now_from
-from router.errors import GridshiftError
-from router.headroom import STRESS_NAMES
-from router.state import load_context
-from router.trace import iso
 from serve_apps.client import GridshiftClient
 
 POLICY_SCHEMA = "gridshift.policy/v1"
@@ -138,7 +140,7 @@ def _offered_load(args: argparse.Namespace, calibration: Calibration) -> RegionL
 
 def cmd_policy_replay(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.fleet)
-    context = load_context(fleet, args.trace)
+    context, _ = load_live_context(fleet, args.trace)
     if args.region not in fleet.region_names:
         raise GridshiftError(f"--region: {args.region!r} is not in the fleet {list(fleet.region_names)}")
     source = fleet.signal_source

@@ -7,15 +7,18 @@ import asyncio
 import json
 from typing import Any
 
-from router.clock import clock_for_source
-from router.config import SIGNAL_COLUMNS, FleetConfig, load_fleet
-from router.sources.config import LiveSourceConfig
-from router.sources.poller import build_sources, fleet_reads, fleet_zones, probe_once
-from router.sources.readings import COLUMN_UNITS, SignalSource
-from router.sources.store import SignalsStatus, SignalStore, SourceHealth, required_down, status_to_dict
-from router.sources.trace_replay import TraceReplaySource
-from router.state import load_context
-from router.trace import iso
+from fleet.clock import clock_for_source
+from fleet.config import FleetConfig
+from fleet.loaders import load_fleet
+from fleet.signals import COLUMN_UNITS, SIGNAL_COLUMNS
+from fleet.sources import LiveSourceConfig
+from fleet.times import iso
+from grid.context import load_context
+from grid.signal_health import SignalsStatus, SourceHealth, required_down, status_to_dict
+from grid.sources.base import SignalSource
+from grid.sources.poller import build_sources, fleet_reads, fleet_zones, probe_once
+from grid.sources.store import SignalStore
+from grid.sources.trace_replay import TraceReplaySource
 
 SCHEMA = "gridshift.signals_check/v1"
 

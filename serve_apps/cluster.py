@@ -11,9 +11,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from router.config import ADMIN_TOKEN_ENV, FleetConfig, load_fleet, parse_fleet
-from router.errors import ConfigError, GridshiftError
+from fleet.config import FleetConfig
+from fleet.errors import ConfigError, GridshiftError
+from fleet.loaders import load_fleet, parse_fleet
 from router.placement import ClusterNode, PlacementVerdict, placement_verdict
+from serve_apps.admin_token import ADMIN_TOKEN_ENV
 
 if TYPE_CHECKING:  # importing Ray costs a second; the CLI loads this module for every verb
     from ray.serve import Application
@@ -53,7 +55,7 @@ def connect(address: str) -> None:
     """Join a running Ray cluster as a driver (`auto`: the one `ray start` recorded on this host)."""
     import ray
 
-    from policies.actor import NAMESPACE
+    from policies.actors.client import NAMESPACE
 
     ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
 
@@ -125,7 +127,7 @@ def _batch_jobs(timeout_s: float) -> list[tuple[str, str, str | None]]:
     from ray.exceptions import GetTimeoutError
 
     from batch.driver import BATCH_ACTOR_PREFIX
-    from policies.actor import NAMESPACE
+    from policies.actors.client import NAMESPACE
 
     jobs: list[tuple[str, str, str | None]] = []
     for entry in ray.util.list_named_actors(all_namespaces=True):
@@ -195,7 +197,8 @@ def undeploy() -> None:
     from ray import serve
 
     from batch.driver import BATCH_ACTOR_PREFIX
-    from policies.actor import CONTROL_ACTOR_NAME, NAMESPACE
+    from policies.actors.client import NAMESPACE
+    from policies.actors.registry import CONTROL_ACTOR_NAME
 
     serve.shutdown()  # type: ignore[no-untyped-call]
     names = [CONTROL_ACTOR_NAME]
@@ -225,13 +228,14 @@ def _deploy_fleet(args: argparse.Namespace) -> FleetConfig:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from serve_apps.up import deploy, resolve_admin_token
+    from serve_apps.admin_token import resolve_admin_token
+    from serve_apps.up import deploy
 
     fleet = _deploy_fleet(args)
     connect(args.address)
     if args.wait_for_region_nodes > 0:
         wait_for_region_nodes(fleet, args.wait_for_region_nodes)
-    token, generated = resolve_admin_token(fleet)
+    token, generated = resolve_admin_token(fleet.gateway)
     deploy(fleet, token, blocking_timeout_s=args.timeout_s, proxy_location=args.proxy_location)
     # Status lines go to stderr, so that --json leaves stdout to the placement report.
     endpoint = f"http://{fleet.gateway.host}:{fleet.gateway.port}"

@@ -11,8 +11,9 @@ from typing import Any
 
 import yaml
 
-from router.config import FleetConfig, load_fleet
-from router.errors import ConfigError
+from fleet.config import FleetConfig
+from fleet.errors import ConfigError
+from fleet.loaders import load_fleet
 from router.placement import REGION_LABEL, REGION_RESOURCE_PREFIX, ClusterNode, region_resource
 
 REGION_APP_IMPORT_PATH = "serve_apps.cluster:region_app_builder"

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
-from router.config import Precision
-from router.errors import GridshiftError
+from fleet.errors import GridshiftError
+from fleet.serving import Precision
 
 if TYPE_CHECKING:
     # torch and transformers cost seconds to import; the gateway and the policy actor import this module for

@@ -1,7 +1,7 @@
 """Gateway core: routes each request with the cached control state and forwards it, failing over within budget.
 
-`GatewayCore` holds no Ray types: the control source and the region backends come in through narrow
-interfaces, so the whole HTTP surface is tested in-process against a real ControlPlane.
+`GatewayCore` holds no Ray types: the control plane (through a client) and the region backends come in through
+narrow interfaces, so the whole HTTP surface is tested in-process against a real ControlPlane.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from batch.spec import BatchJobSpec
-from policies.control import ControlState, GatewayLoad
-from router.config import FleetConfig, RoutingMode
-from router.events import DREvent
+from fleet.config import FleetConfig
+from fleet.routing import RoutingMode
+from policies.actors.client import Client
+from policies.control_api import ControlApi
+from policies.control_state import ControlState, GatewayLoad
 from router.routing import RouteDecision, RouteRequest, StickyRouter
 from serve_apps.backends import BackendError, RegionalResult, RegionBackend
 
@@ -28,30 +30,6 @@ logger = logging.getLogger("gridshift.gateway")
 
 MOVED_WINDOW_S = 5.0
 """Shifted work is reported as a rate over this many seconds."""
-
-
-class ControlSource(Protocol):
-    """What the gateway needs of the control actor."""
-
-    async def sync(self, gateway_id: str, load: GatewayLoad, known_version: int) -> ControlState | None: ...
-
-    async def telemetry(self) -> dict[str, object]: ...
-
-    async def openadr_status(self) -> dict[str, Any] | None: ...
-
-    async def post_event(self, event: DREvent) -> DREvent: ...
-
-    async def clear_event(self, event_id: str) -> DREvent | None: ...
-
-    async def list_events(self) -> list[DREvent]: ...
-
-    async def clock_now_s(self) -> float: ...
-
-    async def job_statuses(self) -> list[dict[str, object]]: ...
-
-    async def pause_job(self, job_id: str) -> bool: ...
-
-    async def resume_job(self, job_id: str) -> bool: ...
 
 
 class BatchLauncher(Protocol):
@@ -100,7 +78,7 @@ class GatewayCore:
         self,
         fleet: FleetConfig,
         rtt_ms: Mapping[str, Mapping[str, float]],
-        control: ControlSource,
+        control: Client[ControlApi],
         backends: Mapping[str, RegionBackend],
         *,
         monotonic_s: Callable[[], float] = time.monotonic,
@@ -133,7 +111,8 @@ class GatewayCore:
     async def refresh(self) -> bool:
         """Report load and health, take any newer state. True when the state changed."""
         load = GatewayLoad(dict(self.in_flight), frozenset(self.health.down), self.moved_items_per_s())
-        newer = await self.control.sync(self.gateway_id, load, self.state.version if self.state else -1)
+        known = self.state.version if self.state else -1
+        newer = await self.control.call(ControlApi.sync, self.gateway_id, load, known)
         self.last_sync_s = self._monotonic_s()
         if newer is None:
             return False

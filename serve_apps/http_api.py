@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import hmac
 import json
 import logging
@@ -22,15 +21,17 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationErro
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from batch.spec import BatchJobSpec
-from policies.control import ControlState
-from router.config import UtcDatetime
-from router.errors import GridshiftError, UnknownRegionError
-from router.events import DREvent
-from router.openadr.status import STATUS_PATH as OPENADR_STATUS_PATH
+from fleet.base import UtcDatetime
+from fleet.errors import GridshiftError, UnknownRegionError
+from fleet.events import DREvent
+from fleet.times import iso
+from grid.signal_health import status_to_dict
+from openadr.status import STATUS_PATH as OPENADR_STATUS_PATH
+from policies.control_api import ControlApi
+from policies.control_state import ControlState
 from router.routing import decision_to_dict, request_to_dict
-from router.sources.store import status_to_dict
 from router.state import snapshot_to_dict
-from router.trace import iso
+from serve_apps.admin_token import admin_token_digest
 from serve_apps.backends import RegionalResult
 from serve_apps.gateway import GatewayCore, NoRegionAvailable, Served
 from serve_apps.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -84,10 +85,6 @@ class EventRequest(BaseModel):
 
 def _hint_error(param: str, message: str) -> ApiError:
     return ApiError(422, f"header {param}: {message}", param=param)
-
-
-def admin_token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
@@ -220,7 +217,9 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
         body = regions_body(state)
         try:
             # Policy, load and power are best-effort figures for operators: never a reason to fail this call.
-            telemetry: dict[str, Any] | None = await asyncio.wait_for(core.control.telemetry(), TELEMETRY_TIMEOUT_S)
+            telemetry: dict[str, Any] | None = await asyncio.wait_for(
+                core.control.call(ControlApi.telemetry), TELEMETRY_TIMEOUT_S
+            )
         except Exception:
             logger.warning("control telemetry unavailable; /v1/regions without policy figures", exc_info=True)
             telemetry = None
@@ -248,7 +247,7 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
 
     @app.get(OPENADR_STATUS_PATH)
     async def openadr_status() -> dict[str, Any]:
-        status = await core.control.openadr_status()
+        status = await core.control.call(ControlApi.openadr_status)
         if status is None:
             raise ApiError(
                 404,
@@ -269,7 +268,7 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
     @app.get("/v1/admin/events")
     async def list_events(authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         check_admin(authorization)
-        events = await core.control.list_events()
+        events = await core.control.call(ControlApi.list_events)
         return {"events": [event.model_dump(mode="json") for event in events]}
 
     @app.post("/v1/admin/events", status_code=201)
@@ -280,7 +279,9 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
         in_fleet(spec.region)
         # "Now" floored to the second: the control plane evaluates events at whole seconds, so an event that
         # started at a fractional now would stay inactive until the next second.
-        start = spec.start or datetime.fromtimestamp(math.floor(await core.control.clock_now_s()), tz=UTC)
+        start = spec.start or datetime.fromtimestamp(
+            math.floor(await core.control.call(ControlApi.clock_now_s)), tz=UTC
+        )
         try:
             event = DREvent(
                 region=spec.region,
@@ -293,7 +294,7 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
         except ValidationError as error:
             raise RequestValidationError(error.errors()) from None
         try:
-            posted = await core.control.post_event(event)
+            posted = await core.control.call(ControlApi.post_event, event)
         except UnknownRegionError as error:
             raise ApiError(422, str(error), param="region") from None
         await core.refresh()  # route on it from this replica at once; others within one refresh period
@@ -302,7 +303,7 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
     @app.delete("/v1/admin/events/{event_id}")
     async def clear_event(event_id: str, authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         check_admin(authorization)
-        cleared = await core.control.clear_event(event_id)
+        cleared = await core.control.call(ControlApi.clear_event, event_id)
         if cleared is None:
             raise ApiError(404, f"no event {event_id!r}", param="event_id")
         await core.refresh()
@@ -326,11 +327,11 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
 
     @app.get("/v1/batch/jobs")
     async def list_jobs() -> dict[str, Any]:
-        return {"jobs": await core.control.job_statuses()}
+        return {"jobs": await core.control.call(ControlApi.job_statuses)}
 
     @app.get("/v1/batch/jobs/{job_id}")
     async def get_job(job_id: str) -> dict[str, Any]:
-        for status in await core.control.job_statuses():
+        for status in await core.control.call(ControlApi.job_statuses):
             if status["job_id"] == job_id:
                 return status
         raise ApiError(404, f"no batch job {job_id!r}", param="job_id")
@@ -342,7 +343,7 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
         check_admin(authorization)
         if action not in ("pause", "resume"):
             raise ApiError(404, f"unknown action {action!r}: use pause or resume", param="action")
-        known = await (core.control.pause_job(job_id) if action == "pause" else core.control.resume_job(job_id))
+        known = await core.control.call(ControlApi.pause_job if action == "pause" else ControlApi.resume_job, job_id)
         if not known:
             raise ApiError(404, f"no batch job {job_id!r}", param="job_id")
         return {"job_id": job_id, "requested": action}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from policies.control import ControlState
+from policies.control_state import ControlState
 from router.state import RegionSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

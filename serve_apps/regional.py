@@ -15,9 +15,10 @@ import numpy as np
 import numpy.typing as npt
 from ray import serve
 
-from policies.control import KnobsLease, KnobSource
+from fleet.serving import Knobs, Precision
+from policies.control_api import ControlApi
+from policies.knob_leases import KnobsLease, KnobSource
 from policies.load import ReplicaReport
-from router.config import Knobs, Precision
 from serve_apps.backends import RegionalResult
 from serve_apps.nvml import GpuPowerMeter, open_gpu_power
 
@@ -68,22 +69,12 @@ class ConcurrencyLimit:
 
 def control_actor_sync(refresh_s: float) -> KnobSync:
     """Sync with the cluster's control actor, found by name on first use (so a replica starts without it)."""
-    import ray
+    from policies.actors.control import control_client
 
-    from policies.actor import CONTROL_ACTOR_NAME, NAMESPACE
-
-    actor: Any = None
+    control = control_client()
 
     async def sync(report: ReplicaReport) -> KnobsLease:
-        nonlocal actor
-        if actor is None:
-            actor = ray.get_actor(CONTROL_ACTOR_NAME, namespace=NAMESPACE)
-        try:
-            lease: KnobsLease = await asyncio.wait_for(actor.regional_sync.remote(report), max(4 * refresh_s, 1.0))
-        except BaseException:
-            actor = None  # look it up again next time: it may have been restarted under a new handle
-            raise
-        return lease
+        return await asyncio.wait_for(control.call(ControlApi.regional_sync, report), max(4 * refresh_s, 1.0))
 
     return sync
 

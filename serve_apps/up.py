@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import signal
 import sys
 import threading
@@ -11,18 +10,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from router.config import ADMIN_TOKEN_ENV, FleetConfig, configured_admin_token, load_rtt_matrix
-from router.headroom import STRESS_NAMES
+from fleet.config import FleetConfig
+from fleet.loaders import load_rtt_matrix
+from fleet.times import iso
+from grid.headroom import STRESS_NAMES
+from policies.control_api import ControlApi
 from router.routing import RouteRequest, choose_region
-from router.trace import iso
-
-
-def resolve_admin_token(fleet: FleetConfig) -> tuple[str, bool]:
-    """The admin token from config or the environment; else a fresh random one. Returns (token, generated)."""
-    configured = configured_admin_token(fleet.gateway)
-    if configured:
-        return configured, False
-    return secrets.token_urlsafe(24), True
+from serve_apps.admin_token import ADMIN_TOKEN_ENV, resolve_admin_token
 
 
 def start_local_ray(num_cpus: int | None = None) -> None:
@@ -49,8 +43,8 @@ def deploy(
     `proxy_location` HeadOnly: one HTTP proxy (several nodes on one host would contend for the port)."""
     from ray import serve
 
+    from serve_apps.admin_token import admin_token_digest
     from serve_apps.app import APP_NAME, build_app
-    from serve_apps.http_api import admin_token_digest
 
     serve.start(http_options={"host": fleet.gateway.host, "port": fleet.gateway.port}, proxy_location=proxy_location)
     serve.run(
@@ -118,9 +112,9 @@ def run_up(fleet: FleetConfig, *, summary_every_s: float = 10.0, duration_s: flo
     import ray
     from ray import serve
 
-    from policies.actor import get_or_create_control_actor
+    from policies.actors.control import control_client
 
-    token, generated = resolve_admin_token(fleet)
+    token, generated = resolve_admin_token(fleet.gateway)
     stop = threading.Event()
     previous_handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -130,7 +124,7 @@ def run_up(fleet: FleetConfig, *, summary_every_s: float = 10.0, duration_s: flo
         # cleanly): take SIGINT and SIGTERM back now that Ray is up.
         for sig in previous_handlers:
             signal.signal(sig, lambda *_: stop.set())
-        control: Any = get_or_create_control_actor(fleet)  # untyped: Ray's stubs mistype `.remote()` results
+        control = control_client(fleet)
         print(f"gridshift: deploying {len(fleet.regions)} regions of fleet {fleet.name!r} ...", flush=True)
         deploy(fleet, token)
         endpoint = f"http://{fleet.gateway.host}:{fleet.gateway.port}"
@@ -146,8 +140,8 @@ def run_up(fleet: FleetConfig, *, summary_every_s: float = 10.0, duration_s: flo
             if duration_s is not None and time.monotonic() - started >= duration_s:
                 break
             if time.monotonic() >= next_summary:
-                state = ray.get(control.state.remote())
-                telemetry = ray.get(control.telemetry.remote())
+                state = control.call_sync(ControlApi.state)
+                telemetry = control.call_sync(ControlApi.telemetry)
                 print(routing_summary(fleet, state, telemetry), flush=True)
                 next_summary += summary_every_s
             stop.wait(0.2)

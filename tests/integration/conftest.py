@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from router.config import FleetConfig, load_fleet, parse_fleet
+from fleet.config import FleetConfig
+from fleet.loaders import load_fleet, parse_fleet
 
 PORT = int(os.environ.get("GRIDSHIFT_TEST_PORT", "18080"))
 ADMIN_TOKEN = "integration-admin-token-0123456789"
@@ -44,7 +45,7 @@ def deployed() -> Iterator[Deployed]:
     import ray
     from ray import serve
 
-    from policies.actor import get_or_create_control_actor
+    from policies.actors.control import get_or_create_control_actor
     from serve_apps.up import deploy, start_local_ray
 
     fleet = integration_fleet()

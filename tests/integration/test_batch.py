@@ -17,11 +17,11 @@ import pytest
 from batch.ledger import read_output
 from batch.runner import PipelineError, run_job
 from batch.spec import BatchJobSpec
+from fleet.clock import FixedClock
+from fleet.loaders import load_fleet
+from grid.context import FleetContext, load_context
 from policies.batch_gate import GateAnswer, JobProgress
 from policies.control import ControlPlane
-from router.clock import FixedClock
-from router.config import load_fleet
-from router.state import FleetContext, load_context
 from tests.integration.conftest import Deployed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

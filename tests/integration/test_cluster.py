@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from router.config import FleetConfig, parse_fleet
+from fleet.config import FleetConfig
+from fleet.loaders import parse_fleet
 from router.placement import REGION_LABEL, region_resource
 from router.routing import RouteReason
 from serve_apps.client import GridshiftClient, GridshiftClientError

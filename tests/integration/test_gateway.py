@@ -108,7 +108,7 @@ def test_knobs_change_live_without_restarting_the_replica(deployed: Deployed) ->
     import ray
     from ray import serve
 
-    from router.config import Knobs
+    from fleet.serving import Knobs
 
     handle = serve.get_deployment_handle("region-us-west-1", app_name="gridshift")
     before = handle.stats.remote().result()

@@ -17,22 +17,23 @@ from typing import Any
 
 import pytest
 
+from fleet.clock import FixedClock
+from fleet.events import DREvent, GridSignal
+from fleet.loaders import load_fleet
+from fleet.openadr import OpenADRConfig, WebhookConfig
+from grid.context import FleetContext, load_context
+from openadr.fleet import PowerReading
+from openadr.timing import format_instant
+from openadr.ven import VEN
+from openadr.vtn import LocalVTN
+from policies.actors.client import LocalClient
+from policies.actors.openadr_port import power_reading
 from policies.batch_gate import JobProgress
 from policies.calibration import load_calibration
 from policies.control import ControlPlane
 from policies.ladder import decide_fleet
-from policies.openadr_port import power_reading
-from router.clock import FixedClock
-from router.config import load_fleet
-from router.events import DREvent
-from router.openadr.config import OpenADRConfig, WebhookConfig
-from router.openadr.fleet import GridSignal, PowerReading
-from router.openadr.timing import format_instant
-from router.openadr.ven import VEN
-from router.openadr.vtn import LocalVTN
-from router.state import FleetContext, load_context
 from serve_apps.gateway import GatewayCore
-from tests.fakes import FakeRegion, InProcessControl
+from tests.fakes import FakeRegion
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -85,7 +86,7 @@ async def _cycle(version: str, context: FleetContext, tmp_path: Path) -> None:
     fleet = context.fleet
     calibration = load_calibration()
     regions = {name: FakeRegion(name) for name in fleet.region_names}
-    core = GatewayCore(fleet, context.rtt_ms, InProcessControl(plane), regions, rng=random.Random(3))
+    core = GatewayCore(fleet, context.rtt_ms, LocalClient(plane), regions, rng=random.Random(3))
 
     def policy_period() -> None:
         plane.publish_policy(decide_fleet(plane.policy_inputs(), plane.decisions, fleet, calibration))

@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from router.config import parse_fleet
-from router.openadr.timing import format_instant
-from router.openadr.vtn import LocalVTN
+from fleet.loaders import parse_fleet
+from openadr.timing import format_instant
+from openadr.vtn import LocalVTN
 from tests.integration.conftest import OPENADR_CLIENT, Deployed
 from tests.integration.polling import wait_for
 
@@ -75,7 +75,7 @@ def vtn(deployed: Deployed) -> Iterator[VtnThread]:
 def test_the_ven_actor_carries_a_vtn_event_to_the_fleet_and_reports_back(deployed: Deployed, vtn: VtnThread) -> None:
     import ray
 
-    from policies.openadr_actor import get_or_create_openadr_actor
+    from policies.actors.openadr import get_or_create_openadr_actor
 
     data = deployed.fleet.model_dump(mode="json")
     data["openadr"] = {

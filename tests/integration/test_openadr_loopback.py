@@ -16,14 +16,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from router.clock import FixedClock
-from router.events import DREvent
-from router.openadr.config import OpenADRConfig, WebhookConfig
-from router.openadr.fleet import GridSignal, PowerReading
-from router.openadr.schema import load_schemas
-from router.openadr.timing import format_instant
-from router.openadr.ven import VEN
-from router.openadr.vtn import Fault, LocalVTN
+from fleet.clock import FixedClock
+from fleet.events import DREvent, GridSignal
+from fleet.openadr import OpenADRConfig, WebhookConfig
+from openadr.fleet import PowerReading
+from openadr.schema import load_schemas
+from openadr.timing import format_instant
+from openadr.ven import VEN
+from openadr.vtn import Fault, LocalVTN
 from serve_apps.cli import main as cli_main
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -154,7 +154,8 @@ def test_a_running_batch_job_pauses_under_an_emergency_and_finishes_after_it(
 def test_killing_the_policy_actor_does_not_break_serving_and_a_dead_one_falls_back(deployed: Deployed) -> None:
     import ray
 
-    from policies.policy_actor import POLICY_ACTOR_NAME, get_or_create_policy_actor
+    from policies.actors.policy import get_or_create_policy_actor
+    from policies.actors.registry import POLICY_ACTOR_NAME
 
     def serve_ok() -> None:
         response = httpx.post(

@@ -16,8 +16,8 @@ import ray
 import yaml
 from ray._private.label_utils import parse_node_labels_string, validate_node_label_syntax
 
-from router.config import load_fleet
-from router.errors import ConfigError
+from fleet.errors import ConfigError
+from fleet.loaders import load_fleet
 from router.placement import REGION_LABEL, region_resource
 from serve_apps.cli import main
 from serve_apps.cluster import region_app_builder, region_fleet

@@ -10,18 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from router.config import (
-    LatencyConfig,
-    RoutingMode,
-    TraceSourceConfig,
-    check_latency_coverage,
-    load_fleet,
-    load_rtt_matrix,
-    packaged_data,
-    parse_fleet,
-    utc_now_from,
-)
-from router.errors import ConfigError
+from fleet.errors import ConfigError
+from fleet.loaders import check_latency_coverage, load_fleet, load_rtt_matrix, packaged_data, parse_fleet
+from fleet.routing import LatencyConfig, RoutingMode
+from fleet.sources import TraceSourceConfig
+from fleet.times import utc_now_from
 from tests.conftest import REPO_ROOT
 
 
@@ -196,7 +189,8 @@ def test_serve_config_file_names_the_app_builder() -> None:
 
 
 def test_admin_token_comes_from_config_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from router.config import ADMIN_TOKEN_ENV, GatewayConfig, configured_admin_token
+    from fleet.serving import GatewayConfig
+    from serve_apps.admin_token import ADMIN_TOKEN_ENV, configured_admin_token
 
     monkeypatch.delenv(ADMIN_TOKEN_ENV, raising=False)
     assert configured_admin_token(GatewayConfig()) is None

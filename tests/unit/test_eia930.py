@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router.eia930 import (
+from fleet.errors import TraceFormatError
+from grid.eia930 import (
     MISSING_TOKENS,
     RawSeries,
     forecast_blanked_lines,
@@ -22,11 +23,10 @@ from router.eia930 import (
     read_fuelmix_carbon,
     read_price,
 )
-from router.errors import TraceFormatError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TRACES = REPO_ROOT / "router" / "data" / "traces"
-LATENCY = REPO_ROOT / "router" / "data" / "aws_interregion_p50_ms.json"
+TRACES = REPO_ROOT / "grid" / "data" / "traces"
+LATENCY = REPO_ROOT / "fleet" / "data" / "aws_interregion_p50_ms.json"
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_traces.py"
 
 DEMAND = "eia930/demand_2020_2024"

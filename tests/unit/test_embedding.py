@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from router.config import Precision
+from fleet.serving import Precision
 from serve_apps.embedding import (
     DEFAULT_EMBEDDER,
     EVAL_SENTENCES,

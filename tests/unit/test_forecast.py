@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.config import packaged_data
-from router.forecast import (
+from fleet.times import iso
+from grid.forecast import (
     FORECASTERS,
     BacktestResult,
     PublishedForecast,
@@ -21,7 +21,7 @@ from router.forecast import (
     mae,
     mape,
 )
-from router.trace import Trace, iso, load_trace, parse_trace
+from grid.trace import Trace, load_trace, packaged_trace, parse_trace
 
 H = 3600
 BASE = int(datetime(2022, 1, 1, tzinfo=UTC).timestamp())  # a Saturday midnight UTC
@@ -308,7 +308,7 @@ def _utc_s(year: int, month: int, day: int) -> int:
 
 
 def test_seasonal_naive_on_real_ciso_2022_demand_is_sane() -> None:
-    trace = load_trace(packaged_data("traces/grid_2022.csv.gz"))
+    trace = load_trace(packaged_trace("grid_2022.csv.gz"))
     start, end = _utc_s(2022, 1, 1), _utc_s(2023, 1, 1)
     for name in ("seasonal_naive_24h", "seasonal_naive_168h"):
         result = backtest(trace, "CISO", "demand_mw", get_forecaster(name), start, end)
@@ -319,7 +319,7 @@ def test_seasonal_naive_on_real_ciso_2022_demand_is_sane() -> None:
 
 
 def test_published_forecast_on_real_data_beats_seasonal_naive() -> None:
-    trace = load_trace(packaged_data("traces/demand_forecast_2015_2019.csv.gz"))
+    trace = load_trace(packaged_trace("demand_forecast_2015_2019.csv.gz"))
     start, end = _utc_s(2016, 1, 1), _utc_s(2017, 1, 1)
     published = backtest(trace, "ERCO", "demand_mw", get_forecaster("published_day_ahead"), start, end)
     naive = backtest(trace, "ERCO", "demand_mw", get_forecaster("seasonal_naive_24h"), start, end)

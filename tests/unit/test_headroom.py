@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.config import HeadroomConfig, HeadroomWeights
-from router.events import DREvent, active_event_level
-from router.headroom import GridSignals, assess, components, stress_from_headroom, trust_after
-from router.trace import Observation
+from fleet.events import DREvent, active_event_level
+from fleet.headroom import HeadroomConfig, HeadroomWeights
+from grid.headroom import GridSignals, assess, components, stress_from_headroom, trust_after
+from grid.trace import Observation
 
 AT = 1_662_512_400  # 2022-09-07T01:00Z
 CONFIG = HeadroomConfig()

@@ -17,14 +17,16 @@ from fastapi.testclient import TestClient
 
 from batch.runner import validate_spec
 from batch.spec import BatchJobSpec
+from fleet.clock import FixedClock
+from fleet.loaders import load_fleet, load_rtt_matrix
+from grid.context import FleetContext, load_context
+from policies.actors.client import LocalClient
 from policies.batch_gate import JobProgress
 from policies.control import ControlPlane
-from router.clock import FixedClock
-from router.config import load_fleet, load_rtt_matrix
-from router.state import FleetContext, load_context
+from serve_apps.admin_token import admin_token_digest
 from serve_apps.gateway import GatewayCore
-from serve_apps.http_api import admin_token_digest, create_app
-from tests.fakes import FakeRegion, InProcessControl
+from serve_apps.http_api import create_app
+from tests.fakes import FakeRegion
 
 PEAK_S = 1_662_512_400  # 2022-09-07T01:00Z
 TOKEN = "test-admin-token-0123456789"
@@ -73,7 +75,7 @@ def client(
     plane = ControlPlane(FleetContext(fleet, context.trace, context.rtt_ms), FixedClock(PEAK_S), FixedClock(0.0))
     plane_of["plane"] = plane
     core = GatewayCore(
-        fleet, load_rtt_matrix(fleet.latency), InProcessControl(plane), regions, batch_launcher=RecordingLauncher(plane)
+        fleet, load_rtt_matrix(fleet.latency), LocalClient(plane), regions, batch_launcher=RecordingLauncher(plane)
     )
     with TestClient(create_app(core, admin_token_digest(TOKEN)), raise_server_exceptions=False) as test_client:
         yield test_client
@@ -307,7 +309,7 @@ def test_wan_emulation_adds_the_real_round_trip_to_the_serving_region(
     fleet = context.fleet  # the packaged default fleet has WAN emulation on: it runs every region locally
     assert fleet.gateway.wan_emulation
     plane = ControlPlane(context, FixedClock(PEAK_S), FixedClock(0.0))
-    core = GatewayCore(fleet, context.rtt_ms, InProcessControl(plane), regions, sleep=record)
+    core = GatewayCore(fleet, context.rtt_ms, LocalClient(plane), regions, sleep=record)
     with TestClient(create_app(core, None)) as test_client:
         response = _embed(test_client)
     assert response.headers["X-Gridshift-Region"] == "us-west-2"
@@ -369,7 +371,7 @@ def test_an_event_posted_at_a_fractional_now_takes_effect_at_once(
         update={"gateway": context.fleet.gateway.model_copy(update={"wan_emulation": False})}
     )
     plane = ControlPlane(FleetContext(fleet, context.trace, context.rtt_ms), FixedClock(PEAK_S + 0.5), FixedClock(0.0))
-    core = GatewayCore(fleet, context.rtt_ms, InProcessControl(plane), regions)
+    core = GatewayCore(fleet, context.rtt_ms, LocalClient(plane), regions)
     with TestClient(create_app(core, admin_token_digest(TOKEN))) as test_client:
         assert _embed(test_client).headers["X-Gridshift-Region"] == "us-west-2"
         posted = test_client.post("/v1/admin/events", json={"region": "us-west-2", "level": 3}, headers=ADMIN)

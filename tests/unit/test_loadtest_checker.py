@@ -21,6 +21,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from fleet.clock import FixedClock
+from fleet.config import FleetConfig
+from fleet.loaders import load_fleet, load_rtt_matrix
+from grid.context import FleetContext, load_context
 from loadtests import run as runner
 from loadtests.checker import (
     ControlView,
@@ -45,14 +49,15 @@ from loadtests.summary import (
     render_text,
     summarize,
 )
-from policies.control import ControlPlane, GatewayLoad
-from router.clock import FixedClock
-from router.config import FleetConfig, load_fleet, load_rtt_matrix
+from policies.actors.client import LocalClient
+from policies.control import ControlPlane
+from policies.control_state import GatewayLoad
 from router.routing import RegionState
-from router.state import FleetContext, load_context, snapshot, snapshot_to_dict
+from router.state import snapshot, snapshot_to_dict
+from serve_apps.admin_token import admin_token_digest
 from serve_apps.gateway import GatewayCore
-from serve_apps.http_api import admin_token_digest, create_app
-from tests.fakes import FakeRegion, InProcessControl
+from serve_apps.http_api import create_app
+from tests.fakes import FakeRegion
 
 PEAK_S = 1_662_512_400  # 2022-09-07T01:00Z: tolerant work leaves us-west-1 (stress 3) for us-west-2
 TOKEN = "unit-admin-token-0123456789"
@@ -97,7 +102,7 @@ def test_every_answer_of_the_real_gateway_passes(context: FleetContext, checker:
     )
     plane = ControlPlane(FleetContext(fleet, context.trace, context.rtt_ms), FixedClock(PEAK_S), FixedClock(0.0))
     regions = {name: FakeRegion(name) for name in REGIONS}
-    core = GatewayCore(fleet, context.rtt_ms, InProcessControl(plane), regions, rng=random.Random(7))
+    core = GatewayCore(fleet, context.rtt_ms, LocalClient(plane), regions, rng=random.Random(7))
     # No `with`: the app's background refresh loop stays off, so the state changes only where this test says.
     client = TestClient(create_app(core, admin_token_digest(TOKEN)))
     history = StateHistory()
@@ -553,7 +558,7 @@ def test_the_observed_split_tells_a_weighted_draw_from_herding(
     )
     plane = ControlPlane(FleetContext(fleet, context.trace, context.rtt_ms), FixedClock(PEAK_S), FixedClock(0.0))
     regions = {name: FakeRegion(name) for name in REGIONS}
-    core = GatewayCore(fleet, context.rtt_ms, InProcessControl(plane), regions, rng=draws)
+    core = GatewayCore(fleet, context.rtt_ms, LocalClient(plane), regions, rng=draws)
     client = TestClient(create_app(core, None))
     # Load on us-west-2 brings its score within the spread band of us-east-2: tolerant work from the west spreads.
     plane.report("other-gateway", GatewayLoad({"us-west-2": 9, "us-east-2": 1}, frozenset()))

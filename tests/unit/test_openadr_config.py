@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from router.config import load_fleet, parse_fleet
-from router.errors import ConfigError
-from router.openadr.config import OpenADRConfig, read_credentials
+from fleet.errors import ConfigError
+from fleet.loaders import load_fleet, parse_fleet
+from fleet.openadr import OpenADRConfig
+from openadr.client import read_credentials
 
 
 def fleet_with(openadr: dict[str, Any] | None) -> dict[str, Any]:

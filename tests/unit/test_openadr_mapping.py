@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.events import DREvent
-from router.openadr.fleet import GridSignal, plan_changes
-from router.openadr.mapping import MappingContext, desired_instructions, level_for, map_event
-from router.openadr.timing import parse_instant
+from fleet.events import DREvent, GridSignal
+from openadr.fleet import plan_changes
+from openadr.mapping import MappingContext, desired_instructions, level_for, map_event
+from openadr.timing import parse_instant
 
 T0 = "2024-07-01T18:00:00Z"
 T0_S = parse_instant(T0, 0.0)

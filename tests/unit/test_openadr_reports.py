@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from router.openadr.fleet import PowerReading
-from router.openadr.reports import (
+from openadr.fleet import PowerReading
+from openadr.reports import (
     aggregate_readings,
     capacity_resources,
     mean_power,
@@ -16,8 +16,8 @@ from router.openadr.reports import (
     requested_usage,
     usage_intervals,
 )
-from router.openadr.schema import load_schemas
-from router.openadr.timing import IntervalWindow
+from openadr.schema import load_schemas
+from openadr.timing import IntervalWindow
 
 
 def reading(at_s: float, grid: float, base: float = 1000.0, region: str = "r") -> PowerReading:

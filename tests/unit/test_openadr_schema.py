@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from router.errors import ConfigError, OpenADRValidationError
-from router.openadr.client import loads_strict
-from router.openadr.config import SPEC_VERSIONS, SpecVersion
-from router.openadr.schema import load_schemas, openapi_to_draft4, packaged_spec_dir
-from router.openadr.timing import Duration, interval_windows, parse_duration, parse_instant
+from fleet.errors import ConfigError, OpenADRValidationError
+from fleet.openadr import SPEC_VERSIONS, SpecVersion
+from openadr.client import loads_strict
+from openadr.schema import load_schemas, openapi_to_draft4, packaged_spec_dir
+from openadr.timing import Duration, interval_windows, parse_duration, parse_instant
 
 VERSIONS = SPEC_VERSIONS
 T0 = "2024-07-01T18:00:00Z"

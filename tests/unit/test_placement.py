@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 import batch.driver
 from batch.spec import BatchJobSpec
-from router.config import RegionPinning, ServingConfig, load_fleet
+from fleet.loaders import load_fleet
+from fleet.serving import RegionPinning, ServingConfig
 from router.placement import (
     PIN_AMOUNT,
     REGION_LABEL,

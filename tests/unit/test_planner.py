@@ -13,6 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fleet.headroom import HeadroomConfig
+from fleet.regions import RegionConfig
+from fleet.times import iso
+from grid.headroom import GridSignals, assess
+from grid.trace import Observation, Trace, parse_trace
 from policies.planner import (
     PLAN_SCHEMA,
     GateDecision,
@@ -26,9 +31,6 @@ from policies.planner import (
     should_run,
     slack_runs_out_at_s,
 )
-from router.config import HeadroomConfig, RegionConfig
-from router.headroom import GridSignals, assess
-from router.trace import Observation, Trace, iso, parse_trace
 
 H = 3600
 BASE = int(datetime(2022, 6, 1, tzinfo=UTC).timestamp())

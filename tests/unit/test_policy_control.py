@@ -9,16 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fleet.clock import FixedClock
+from fleet.errors import ConfigError
+from fleet.events import DREvent
+from fleet.loaders import load_fleet
+from fleet.serving import Knobs, Precision
+from grid.context import FleetContext, load_context
 from policies.batch_gate import JobProgress
 from policies.calibration import Calibration, load_calibration
-from policies.control import ControlPlane, GatewayLoad, KnobsLease, KnobSource
+from policies.control import ControlPlane
+from policies.control_state import GatewayLoad
+from policies.knob_leases import KnobsLease, KnobSource
 from policies.ladder import RegionDecision, decide_fleet
 from policies.load import LoadBook, ReplicaReport
-from router.clock import FixedClock
-from router.config import Knobs, Precision, load_fleet
-from router.errors import ConfigError
-from router.events import DREvent
-from router.state import FleetContext, load_context
 from serve_apps.nvml import open_gpu_power
 from serve_apps.regional import RegionalModel
 
@@ -306,7 +309,7 @@ def test_gpu_power_reads_nvml_when_present_and_is_absent_otherwise() -> None:
 
 
 def test_a_utility_price_signal_replaces_the_regions_price_while_active(context: FleetContext) -> None:
-    from router.openadr.fleet import GridSignal
+    from fleet.events import GridSignal
 
     # The default 2022 trace has no prices: the signal adds the price component to the headroom formula.
     plane, _ = _plane(context)

@@ -8,21 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fleet.config import FleetConfig
+from fleet.errors import ConfigError
+from fleet.loaders import load_fleet, parse_fleet
+from fleet.power import BatteryConfig, BatteryDispatchConfig
+from fleet.serving import Knobs, Precision
 from policies.battery import BatteryState, deliverable_kwh, dispatch_kw, initial_state, integrate
 from policies.calibration import Calibration, load_calibration
 from policies.ladder import RegionDecision, RegionInputs, batch_policy_for_step, decide_region, knobs_for_step
 from policies.load import RegionLoad
 from policies.power import Lever, PowerInputs, estimate_power
-from router.config import (
-    BatteryConfig,
-    BatteryDispatchConfig,
-    FleetConfig,
-    Knobs,
-    Precision,
-    load_fleet,
-    parse_fleet,
-)
-from router.errors import ConfigError
 
 HOUR = 3600.0
 
@@ -269,9 +264,9 @@ def test_power_uses_measured_gpu_power_where_nvml_reports_it(fleet: FleetConfig,
 def test_heat_wave_steps_california_down_and_back_and_the_battery_carries_the_peak(
     fleet: FleetConfig, calibration: Calibration
 ) -> None:
+    from fleet.times import utc_now_from
+    from grid.context import load_context
     from policies.outlook import replay_policy
-    from router.config import utc_now_from
-    from router.state import load_context
 
     context = load_context(fleet)
     start = int(utc_now_from("2022-09-05T18:00:00Z").timestamp())

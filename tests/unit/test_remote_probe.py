@@ -7,14 +7,16 @@ import asyncio
 
 import pytest
 
-from policies.control import ControlPlane, ControlState
-from router.clock import FixedClock
-from router.config import load_fleet, parse_fleet
+from fleet.clock import FixedClock
+from fleet.loaders import load_fleet, parse_fleet
+from grid.context import FleetContext, load_context
+from policies.actors.client import LocalClient
+from policies.control import ControlPlane
+from policies.control_state import ControlState
 from router.routing import RouteRequest
-from router.state import FleetContext, load_context
 from serve_apps.backends import RegionalResult
 from serve_apps.gateway import GatewayCore
-from tests.fakes import FakeRegion, InProcessControl
+from tests.fakes import FakeRegion
 
 PEAK_S = 1_662_512_400  # 2022-09-07T01:00Z: tolerant work from us-west-1 goes to us-west-2
 REMOTE = "us-west-2"
@@ -47,7 +49,7 @@ def _core(context: FleetContext) -> tuple[GatewayCore, dict[str, FakeRegion]]:
     regions: dict[str, FakeRegion] = {name: FakeRegion(name) for name in context.fleet.region_names}
     regions[REMOTE] = HeldRegion(REMOTE)
     plane = ControlPlane(context, FixedClock(PEAK_S), FixedClock(0.0))
-    return GatewayCore(context.fleet, context.rtt_ms, InProcessControl(plane), regions), regions
+    return GatewayCore(context.fleet, context.rtt_ms, LocalClient(plane), regions), regions
 
 
 def _remote_state(state: ControlState) -> tuple[bool, float]:

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.config import RoutingConfig, RoutingMode
-from router.errors import UnknownRegionError
+from fleet.errors import UnknownRegionError
+from fleet.routing import RoutingConfig, RoutingMode
 from router.routing import (
     RegionState,
     RouteDecision,

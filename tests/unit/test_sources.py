@@ -17,22 +17,19 @@ from typing import Any, TypeVar
 
 import pytest
 
-from router.clock import FixedClock
-from router.errors import SignalSourceError
-from router.sources.config import (
-    EiaSourceConfig,
-    ElectricityMapsSourceConfig,
-    GenericHttpSourceConfig,
-    WattTimeSourceConfig,
-)
-from router.sources.eia import EiaSource
-from router.sources.electricitymaps import ElectricityMapsSource
-from router.sources.generic import GenericHttpSource
-from router.sources.http import HttpRuntime, backoff_delay_s
-from router.sources.poller import SignalPoller
-from router.sources.readings import LBS_PER_MWH_TO_G_PER_KWH, SignalSource, SourceBatch
-from router.sources.store import SignalStore, status_to_dict
-from router.sources.watttime import WattTimeSource
+from fleet.clock import FixedClock
+from fleet.errors import SignalSourceError
+from fleet.sources import EiaSourceConfig, ElectricityMapsSourceConfig, GenericHttpSourceConfig, WattTimeSourceConfig
+from grid.readings import LBS_PER_MWH_TO_G_PER_KWH, SourceBatch
+from grid.signal_health import status_to_dict
+from grid.sources.base import SignalSource
+from grid.sources.eia import EiaSource
+from grid.sources.electricitymaps import ElectricityMapsSource
+from grid.sources.generic import GenericHttpSource
+from grid.sources.http import HttpRuntime, backoff_delay_s
+from grid.sources.poller import SignalPoller
+from grid.sources.store import SignalStore
+from grid.sources.watttime import WattTimeSource
 from tests.data.sources.fake_provider import (
     EIA_KEY,
     EM_TOKEN,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from policies.actor import ControlActor
-from router.config import packaged_data
+from fleet.loaders import packaged_data
+from policies.actors.control import ControlActor
 from tests.data.sources.fake_provider import EIA_KEY, provider_in_thread
 
 

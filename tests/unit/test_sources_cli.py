@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from router.config import packaged_data
+from fleet.loaders import packaged_data
 from serve_apps.cli import main
 from tests.data.sources.fake_provider import (
     EIA_KEY,

@@ -13,17 +13,18 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from fleet.clock import FixedClock
+from fleet.errors import SignalSourceError
+from fleet.loaders import load_rtt_matrix, packaged_data, parse_fleet
+from fleet.sources import LiveSourceConfig
+from grid.context import FleetContext, load_context
+from grid.readings import Reading, SourceBatch
+from grid.sources.store import SignalStore
+from policies.actors.client import LocalClient
 from policies.control import ControlPlane
-from router.clock import FixedClock
-from router.config import load_rtt_matrix, packaged_data, parse_fleet
-from router.errors import SignalSourceError
-from router.sources.config import LiveSourceConfig
-from router.sources.readings import Reading, SourceBatch
-from router.sources.store import SignalStore
-from router.state import FleetContext, load_context
 from serve_apps.gateway import GatewayCore
 from serve_apps.http_api import create_app
-from tests.fakes import FakeRegion, InProcessControl
+from tests.fakes import FakeRegion
 
 PEAK_S = 1_662_512_400  # 2022-09-07T01:00Z
 HOUR_S = 3600
@@ -61,7 +62,7 @@ def setup(loaded: FleetContext) -> Iterator[Setup]:
     clock = FixedClock(PEAK_S)
     plane = ControlPlane(context, clock, FixedClock(0.0))
     regions = {name: FakeRegion(name) for name in context.fleet.region_names}
-    core = GatewayCore(context.fleet, load_rtt_matrix(context.fleet.latency), InProcessControl(plane), regions)
+    core = GatewayCore(context.fleet, load_rtt_matrix(context.fleet.latency), LocalClient(plane), regions)
     with TestClient(create_app(core, None), raise_server_exceptions=False) as client:
 
         def refresh() -> None:
@@ -162,7 +163,7 @@ def test_a_trace_fleet_has_no_signal_sources_key_value(live_data: dict[str, Any]
     assert context.signals is None
     plane = ControlPlane(context, FixedClock(PEAK_S), FixedClock(0.0))
     regions = {name: FakeRegion(name) for name in context.fleet.region_names}
-    core = GatewayCore(context.fleet, load_rtt_matrix(context.fleet.latency), InProcessControl(plane), regions)
+    core = GatewayCore(context.fleet, load_rtt_matrix(context.fleet.latency), LocalClient(plane), regions)
     with TestClient(create_app(core, None)) as client:
         body = client.get("/v1/regions").json()
         assert body["signal_sources"] is None

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.errors import SignalSourceError
-from router.sources.config import HttpPolicyConfig
-from router.sources.http import (
+from fleet.errors import SignalSourceError
+from fleet.sources import HttpPolicyConfig
+from grid.sources.http import (
     MASKED_SECRET,
     HttpAnswer,
     RateGate,

@@ -14,16 +14,19 @@ from typing import Any
 import pytest
 import yaml
 
-from router.clock import FixedClock, WallClock, clock_for_source
-from router.config import RoutingMode, packaged_data, parse_fleet
-from router.errors import SignalSourceError
+from fleet.clock import FixedClock, WallClock, clock_for_source
+from fleet.errors import SignalSourceError
+from fleet.loaders import packaged_data, parse_fleet
+from fleet.routing import RoutingMode
+from fleet.sources import LiveSourceConfig
+from grid.context import FleetContext, load_context
+from grid.readings import Reading, Rejection, SourceBatch, check_reading
+from grid.signal_health import required_down, status_to_dict
+from grid.sources.poller import BackgroundPoller, SignalPoller, fleet_zones, start_background_polling
+from grid.sources.store import SignalStore, load_live_context
+from grid.trace import Observation
 from router.routing import RouteRequest, choose_region
-from router.sources.config import LiveSourceConfig
-from router.sources.poller import BackgroundPoller, SignalPoller, fleet_zones, start_background_polling
-from router.sources.readings import Reading, Rejection, SourceBatch
-from router.sources.store import SignalStore, check_reading, required_down, status_to_dict
-from router.state import FleetContext, load_context, snapshot
-from router.trace import Observation
+from router.state import snapshot
 
 PEAK_S = 1_662_512_400  # 2022-09-07T01:00Z
 HOUR_S = 3600
@@ -171,7 +174,7 @@ def test_store_revision_grows_with_every_poll_outcome() -> None:
 def test_the_store_reads_like_the_trace_for_the_same_values(
     trace_context: FleetContext, live_context: FleetContext
 ) -> None:
-    assert live_context.signals is not None
+    assert isinstance(live_context.signals, SignalStore)
     fleet = live_context.fleet
     live_context.signals.offer("replay", trace_values(trace_context, fleet_zones(fleet)), PEAK_S)
     from_trace = snapshot(trace_context.fleet, trace_context.trace, PEAK_S)
@@ -184,7 +187,7 @@ def test_the_store_reads_like_the_trace_for_the_same_values(
 
 def test_trailing_quantile_joins_the_history_trace_and_later_live_values(live_context: FleetContext) -> None:
     store = live_context.signals
-    assert store is not None
+    assert isinstance(store, SignalStore)
     history = live_context.trace
     end_s = int(history.zones["BPAT"].times_s[-1])
     lookback = 365 * 86_400
@@ -205,7 +208,7 @@ def test_a_dead_feed_decays_headroom_toward_the_conservative_value_and_routing_g
     live_context: FleetContext,
 ) -> None:
     store = live_context.signals
-    assert store is not None
+    assert isinstance(store, SignalStore)
     fleet = live_context.fleet
     config = fleet.headroom
     # The real heat-wave values (from the packaged trace), as a live feed would have given them.
@@ -318,8 +321,8 @@ def test_background_poller_polls_in_its_thread_and_stops_cleanly() -> None:
 
 
 def test_live_fleet_config_uses_the_wall_clock_and_starts_polling_only_when_live(trace_context: FleetContext) -> None:
-    live_context = load_context(parse_fleet(live_fleet_data()))
-    assert live_context.signals is not None
+    live_context, _ = load_live_context(parse_fleet(live_fleet_data()))
+    assert isinstance(live_context.signals, SignalStore)
     assert live_context.trace.source.endswith("grid_2022.csv.gz")  # no history_trace: the packaged one
     live = live_context.fleet.signal_source
     assert isinstance(live, LiveSourceConfig)
@@ -336,12 +339,12 @@ def test_live_fleet_config_uses_the_wall_clock_and_starts_polling_only_when_live
     assert poller is not None
     poller.stop(timeout_s=5.0)
     assert built == [len(fleet_zones(live_context.fleet))]
-    assert live_context.signals is not None
+    assert isinstance(live_context.signals, SignalStore)
     assert live_context.signals.status(PEAK_S).sources[0].last_error == "credentials: set EIA_API_KEY"
 
 
 def test_live_config_errors_name_the_field() -> None:
-    from router.errors import ConfigError
+    from fleet.errors import ConfigError
 
     data = live_fleet_data(poll_interval_s=0)
     with pytest.raises(ConfigError, match=r"signal_source\.poll_interval_s"):
@@ -371,11 +374,11 @@ def test_a_poll_landing_while_the_state_is_built_shows_in_the_next_state(
 ) -> None:
     # CI once caught a state whose source health said "polled" while its snapshot held none of the poll's values:
     # the store changed between the snapshot's reads and the health (or the revision the state was cached under).
+    from fleet.clock import FixedClock
     from policies.control import ControlPlane
-    from router.clock import FixedClock
 
     store = live_context.signals
-    assert store is not None
+    assert isinstance(store, SignalStore)
     plane = ControlPlane(live_context, FixedClock(PEAK_S), FixedClock(0.0))
     original = store.latest
     landed: list[bool] = []

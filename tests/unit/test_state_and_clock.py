@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from router.clock import FixedClock, ReplayClock, WallClock, clock_for_source
-from router.config import RoutingMode, TraceSourceConfig, load_fleet
-from router.events import DREvent
+from fleet.clock import FixedClock, ReplayClock, WallClock, clock_for_source
+from fleet.events import DREvent
+from fleet.loaders import load_fleet
+from fleet.routing import RoutingMode
+from fleet.sources import TraceSourceConfig
+from grid.context import FleetContext, load_context
 from router.routing import RouteReason, RouteRequest, choose_region
-from router.state import FleetContext, load_context, snapshot
+from router.state import snapshot
 
 PEAK_S = 1_662_512_400  # 2022-09-07T01:00Z, CISO's 2022 peak
 TOLERANT_FROM_WEST_1 = RouteRequest("us-west-1", "tolerant", RoutingMode.SHIFT, 150.0)

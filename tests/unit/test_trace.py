@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router.config import packaged_data
-from router.errors import TraceFormatError
-from router.trace import load_trace, parse_trace
+from fleet.errors import TraceFormatError
+from grid.trace import load_trace, packaged_trace, parse_trace
 
 HEADER = "time,zone,demand_mw,carbon_g_per_kwh"
 
@@ -160,7 +159,7 @@ def test_trailing_quantile_uses_only_the_window_and_ignores_gaps() -> None:
 
 
 def test_packaged_default_trace_loads_with_the_heat_wave_peak() -> None:
-    trace = load_trace(packaged_data("traces/grid_2022.csv.gz"))
+    trace = load_trace(packaged_trace("grid_2022.csv.gz"))
     peak = trace.latest("CISO", "demand_mw", 1662512400)  # 2022-09-07T01:00Z
     assert peak is not None
     assert (peak.value, peak.observed_at_s) == (51104, 1662512400)

@@ -1,0 +1,123 @@
+"""Serving sections: model precision, the live knobs of regional apps, how they are placed, and the gateway."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import (
+    Field,
+    PositiveFloat,
+    PositiveInt,
+)
+
+from fleet.base import StrictModel
+
+
+class Precision(StrEnum):
+    """Numeric precision a regional model runs at (lower is cheaper, with a measured quality cost)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    INT8 = "int8"
+
+
+class Knobs(StrictModel):
+    """A regional app's live magnitude knobs: changed without restarting replicas."""
+
+    max_batch_size: PositiveInt = Field(16, le=256, description="Largest dynamic batch the model runs.")
+    precision: Precision = Field(
+        Precision.FP32, description="Model precision for work whose class has no entry in class_precision."
+    )
+    class_precision: dict[str, Precision] = Field(
+        default_factory=dict,
+        description="Precision per workload class (e.g. {tolerant: bf16}); the policy degrades classes separately.",
+    )
+    max_concurrency: PositiveInt = Field(
+        32, le=4096, description="Requests a replica admits at once; beyond it callers wait in the queue."
+    )
+    batch_wait_ms: float = Field(
+        5.0,
+        ge=0.0,
+        le=1000.0,
+        description="How long a partial batch of non-urgent work (every class but real-time) waits for more, ms; "
+        "real-time work waits serving.batch_wait_timeout_s.",
+    )
+
+    def precision_for(self, workload_class: str) -> Precision:
+        return self.class_precision.get(workload_class, self.precision)
+
+    @property
+    def work_slots(self) -> int:
+        """Requests one replica works on before the rest queue: one full batch, or fewer if concurrency caps it."""
+        return min(self.max_batch_size, self.max_concurrency)
+
+
+class RegionPinning(StrEnum):
+    """Whether a region's replicas and batch jobs are kept on that region's nodes (router/placement.py)."""
+
+    AUTO = "auto"  # on the region's nodes when the cluster has any at deploy/launch time, else anywhere
+    REQUIRED = "required"  # only on the region's nodes; work waits until one joins (autoscaling clusters)
+    OFF = "off"  # anywhere
+
+
+class ServingConfig(StrictModel):
+    """The model the regional apps serve, and how they are placed."""
+
+    model_import_path: str = Field(
+        "serve_apps.embedding:MiniLMEmbedder",
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="'module:attribute' of the embedder class or factory (plug in your own model here).",
+    )
+    model_kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the model.")
+    model_name: str = Field("all-MiniLM-L6-v2", min_length=1, description="Name reported in responses.")
+    knobs: Knobs = Field(default_factory=Knobs, description="Default knobs of every regional app.")
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0.0, le=1.0, description="How long a partial batch waits for more requests, s."
+    )
+    replicas_per_region: PositiveInt = Field(
+        1, le=64, description="Serve replicas deployed per in-cluster region (capacity_replicas weighs routing)."
+    )
+    replica_num_cpus: float = Field(
+        0.25, gt=0.0, le=64.0, description="CPUs Ray reserves per regional replica (fractional on small hosts)."
+    )
+    torch_threads: PositiveInt = Field(1, le=64, description="Torch intra-op threads per replica.")
+    region_pinning: RegionPinning = Field(
+        RegionPinning.AUTO,
+        description="Keep each region's replicas and batch jobs on nodes declaring that region (docs/cluster.md): "
+        "auto (when the cluster has such nodes), required (always; wait for them), off.",
+    )
+
+
+class GatewayConfig(StrictModel):
+    """The HTTP gateway: where it listens, limits, and how it refreshes and forwards."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="Listen address.")
+    port: int = Field(8000, ge=1, le=65535, description="Listen port.")
+    replicas: PositiveInt = Field(1, le=64, description="Gateway replicas.")
+    num_cpus: float = Field(0.25, gt=0.0, le=64.0, description="CPUs Ray reserves per gateway replica.")
+    max_input_items: PositiveInt = Field(256, description="Most strings in one embeddings request (else 413).")
+    max_input_chars: PositiveInt = Field(20_000, description="Longest string in characters (else 413).")
+    max_latency_budget_ms: PositiveFloat = Field(60_000.0, description="Largest budget a request may ask for.")
+    state_refresh_s: float = Field(
+        0.2, gt=0.0, le=10.0, description="How often the gateway refreshes its cached control state, s."
+    )
+    min_forward_timeout_s: PositiveFloat = Field(
+        2.0, description="A forward waits at least this long (or the remaining budget, if longer) before failover."
+    )
+    unhealthy_after_failures: PositiveInt = Field(
+        2, description="Consecutive forward failures that mark a region unhealthy until a probe succeeds."
+    )
+    probe_interval_s: PositiveFloat = Field(
+        1.0, description="How often an unhealthy region, and every remote (endpoint_url) region, is probed, s."
+    )
+    wan_emulation: bool = Field(
+        False,
+        description="Add the real origin->region round-trip time to each forward, so budgets are real end to "
+        "end when every region runs on one machine. Off in production.",
+    )
+    admin_token: str | None = Field(
+        None,
+        min_length=16,
+        description="Bearer token for /v1/admin; null: read GRIDSHIFT_ADMIN_TOKEN (or `gridshift up` makes one).",
+    )

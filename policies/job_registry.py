@@ -1,0 +1,137 @@
+"""The job registry and gate: every job's latest progress, operators' pauses, each job's window plan (made from the
+forecast, cached per trace hour), and the run-or-pause answer a job asks for before its next piece of work."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fleet.clock import Clock
+from grid.context import FleetContext
+from policies.batch_gate import MAX_POLL_S, BatchKnobs, GateAnswer, JobProgress, PlanVerdict, decide_gate, job_status
+from policies.control_state import check_region
+from policies.ladder import BatchPolicy
+from policies.planner import (
+    DEFAULT_PLANNER_CONFIG,
+    Plan,
+    PlannerConfig,
+    forecast_signal,
+    plan_windows,
+    should_run,
+    slack_runs_out_at_s,
+)
+
+HOUR_S = 3600
+
+
+@dataclass
+class JobRegistry:
+    """Jobs by id, as their runners last reported them; plans are remade each new trace hour."""
+
+    context: FleetContext
+    clock: Clock
+    jobs: dict[str, JobProgress] = field(default_factory=dict)
+    paused_jobs: set[str] = field(default_factory=set)
+    _plans: dict[str, tuple[int, Plan]] = field(default_factory=dict)
+
+    def report(self, progress: JobProgress) -> None:
+        check_region(self.context.fleet, progress.region)
+        self.jobs[progress.job_id] = progress
+
+    def gate(
+        self, progress: JobProgress, stress_level: int, batch: BatchPolicy, policy_pause: str | None
+    ) -> GateAnswer:
+        """Run or pause the job's next piece of work, with the knobs it should use (see policies.batch_gate)."""
+        self.report(progress)
+        now_s = self.clock.now_s()
+        return decide_gate(
+            manual_pause=progress.job_id in self.paused_jobs,
+            verdict=self.plan_verdict(progress, now_s),
+            stress_level=stress_level,
+            knobs=BatchKnobs(batch_size=batch.batch_size, precision=batch.precision.value),
+            now_s=now_s,
+            speedup=self.context.fleet.signal_source.speedup,
+            policy_pause=policy_pause,
+        )
+
+    def planner_config(self) -> PlannerConfig:
+        # A paused runner re-asks at most MAX_POLL_S wall seconds late; under trace replay that is
+        # MAX_POLL_S x speedup trace seconds, so the reserve must cover it (twice, for one missed poll).
+        speedup = self.context.fleet.signal_source.speedup
+        margin_s = max(DEFAULT_PLANNER_CONFIG.margin_s, math.ceil(2 * MAX_POLL_S * speedup))
+        return DEFAULT_PLANNER_CONFIG.model_copy(update={"margin_s": margin_s})
+
+    def plan_verdict(self, progress: JobProgress, now_s: float) -> PlanVerdict:
+        """The job's window plan, made from the forecast at its first gate and again each new trace hour."""
+        fleet = self.context.fleet
+        config = self.planner_config()
+        now = int(now_s)
+        rate = max(progress.rows_per_second, 1e-6)
+        work_s = math.ceil(progress.rows_left / rate * fleet.signal_source.speedup)
+        deadline_s = int(progress.deadline_s)
+        hour = now // HOUR_S
+        cached = self._plans.get(progress.job_id)
+        if cached is None or cached[0] != hour:
+            slots = np.arange(hour * HOUR_S, max(deadline_s, now + HOUR_S), HOUR_S, dtype=np.int64)
+            try:
+                forecast = forecast_signal(
+                    self.context.trace, fleet.region(progress.region), progress.signal, now, slots, fleet.headroom
+                )
+            except ValueError as error:
+                # No forecast of the job's signal here: the stress gate and the slack rule still apply.
+                return PlanVerdict(True, False, f"no {progress.signal} forecast ({error}); running", None)
+            release_s = now if cached is None else cached[1].release_s
+            # A running job is not charged a resume for carrying on.
+            running = progress.state == "running" and cached is not None
+            plan = plan_windows(
+                release_s,
+                deadline_s,
+                work_s,
+                slots,
+                forecast,
+                progress.signal,
+                now_s=now,
+                running=running,
+                config=config,
+            )
+            self._plans[progress.job_id] = (hour, plan)
+        plan = self._plans[progress.job_id][1]
+        decision = should_run(plan, now, work_s, deadline_s, config)
+        forced = decision.run and (
+            now >= slack_runs_out_at_s(deadline_s, work_s, config) or plan.forced or not plan.feasible
+        )
+        return PlanVerdict(decision.run, forced, decision.reason, decision.resume_at_s)
+
+    def plan_of(self, job_id: str) -> Plan | None:
+        cached = self._plans.get(job_id)
+        return None if cached is None else cached[1]
+
+    def pause(self, job_id: str) -> bool:
+        if job_id not in self.jobs:
+            return False
+        self.paused_jobs.add(job_id)
+        return True
+
+    def resume(self, job_id: str) -> bool:
+        if job_id not in self.jobs:
+            return False
+        self.paused_jobs.discard(job_id)
+        return True
+
+    def statuses(self) -> list[dict[str, object]]:
+        now_s = self.clock.now_s()
+        speedup = self.context.fleet.signal_source.speedup
+        return [
+            job_status(progress, now_s, speedup, job_id in self.paused_jobs)
+            for job_id, progress in sorted(self.jobs.items())
+        ]
+
+    def count(self, region: str, state: str) -> int:
+        """Jobs of the region in `state`; a paused count leaves out those an operator paused (not deferred by the
+        grid, so not flexible load)."""
+        jobs = [p for p in self.jobs.values() if p.region == region and p.state == state]
+        if state == "paused":
+            return sum(p.job_id not in self.paused_jobs for p in jobs)
+        return len(jobs)
