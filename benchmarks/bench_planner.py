@@ -39,16 +39,9 @@ from fleet.loaders import load_fleet
 from fleet.regions import RegionConfig
 from grid.forecast import Forecaster, SeasonalNaive
 from grid.trace import Trace, load_trace, packaged_trace
-from policies.planner import (
-    DEFAULT_PLANNER_CONFIG,
-    SIGNAL_UNITS,
-    Plan,
-    PlannerConfig,
-    PlanSignal,
-    forecast_signal,
-    plan_windows,
-    should_run,
-)
+from policies.plan import DEFAULT_PLANNER_CONFIG, SIGNAL_UNITS, Plan, PlannerConfig, PlanSignal
+from policies.plan_forecast import forecast_signal
+from policies.planner import plan_windows, should_run
 
 HOUR_S = 3600
 MINUTE_S = 60

@@ -36,8 +36,8 @@ from loadtests.checker import (
     parse_version,
     view_from_regions_body,
 )
+from loadtests.records import RequestRecord
 from loadtests.scenarios import LoadPlan, check_caps, check_loopback, users_at
-from loadtests.summary import RequestRecord
 
 logger = logging.getLogger("gridshift.loadtest")
 

@@ -1,14 +1,15 @@
-"""The VEN's HTTP client of a VTN: pooled aiohttp session, OAuth2 client credentials, retries with back-off,
-ETags, and schema validation of every body it sends and every object it accepts."""
+"""The VEN's HTTP client of a VTN: pooled aiohttp session, OAuth2 client credentials, retries with back-off
+(fleet/retry.py, the helper every outbound client shares), ETags, and schema validation of every body it sends and
+every object it accepts."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import math
 import os
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,15 +20,19 @@ import aiohttp
 from fleet.clock import Clock
 from fleet.errors import ConfigError, OpenADRError, OpenADRValidationError
 from fleet.openadr import OpenADRConfig
+from fleet.retry import AttemptFailed, Backoff, parse_retry_after, retry, retryable_status, retryable_transport
 from openadr.schema import SpecSchemas
 
 log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 50  # the spec's maximum `limit`
 MAX_PAGES = 200  # 10,000 objects: past that the VTN is paginating wrongly, not serving a real fleet
-MAX_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 30.0  # also the longest Retry-After waited: a longer one is cut to this, not refused
 TOKEN_REFRESH_MARGIN = 0.8  # refresh when this fraction of the token's lifetime has passed
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# `retry_backoff_s` is the mean first wait, drawn from [0.5, 1.5] x it and doubled each retry: in the shared
+# helper's terms, a ceiling of 1.5 x it with a jitter of two thirds of the ceiling.
+_JITTER_SPAN = 1.5
+_JITTER_FRACTION = 2.0 / 3.0
 STAT_KINDS = frozenset({"tokens", "not_modified", "retries"})
 """Counters that record normal traffic; every other counter kind is a failure."""
 
@@ -90,6 +95,7 @@ class VTNClient:
         *,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        wall_s: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.schemas = schemas
@@ -100,6 +106,14 @@ class VTNClient:
         self.last_error: str | None = None
         self._rng = rng or random.Random()
         self._sleep = sleep
+        # Real time, not `clock` (trace time under replay): a Retry-After HTTP-date is a real moment.
+        self._wall_s = wall_s
+        self._backoff = Backoff(
+            backoff_initial_s=_JITTER_SPAN * config.retry_backoff_s,
+            backoff_multiplier=2.0,
+            backoff_max_s=MAX_BACKOFF_S,
+            jitter_fraction=_JITTER_FRACTION,
+        )
         self._session: aiohttp.ClientSession | None = None
         self._token: _Token | None = None
         self._token_lock = asyncio.Lock()
@@ -195,58 +209,86 @@ class VTNClient:
     ) -> Any:
         """One request with retries; the parsed JSON answer (None for an empty body)."""
         url = self._url(path)
-        attempts = 1 + (self.config.max_retries if retries is None else retries)
         # A POST that reached the server may have created something: only retry it when it surely did not.
         idempotent = method != "POST"
         refreshed = False
-        attempt = 0
-        while True:
-            attempt += 1
-            headers = {}
-            if auth:
-                headers["Authorization"] = f"Bearer {await self._bearer()}"
-            cached = self._etags.get(etag_key) if etag_key else None
-            if cached is not None:
-                headers["If-None-Match"] = cached[0]
-            retry_after: float | None = None
-            try:
-                async with self.session.request(
-                    method, url, params=list(params), json=body, data=form, headers=headers
-                ) as response:
-                    text = await response.text()
-                    status = response.status
-                    if status == 304 and cached is not None:
-                        self.counters["not_modified"] += 1
-                        return cached[1]
-                    if status < 300:
-                        answer = self._parse(method, url, text)
-                        etag = response.headers.get("ETag")
-                        if etag_key and etag:
-                            self._etags[etag_key] = (etag, answer)
-                        return answer
-                    detail = _problem_detail(text)
-                    if status in (401, 403) and auth and not refreshed:
-                        refreshed = True  # the token may have been revoked or expired early: get a new one once
-                        self._token = None
-                        attempt -= 1
-                        continue
-                    error: OpenADRError = VTNHTTPError(method, url, status, detail)
-                    retryable = status in _RETRY_STATUSES and (idempotent or status == 429)
-                    retry_after = _retry_after_s(response.headers.get("Retry-After"))
-            except aiohttp.ClientConnectorError as exc:
-                error, retryable = OpenADRError(f"{method} {url}: cannot connect ({exc})"), True
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                kind = "timed out" if isinstance(exc, TimeoutError) else f"failed ({exc})"
-                error, retryable = OpenADRError(f"{method} {url}: {kind}"), idempotent
-            if not retryable or attempt >= attempts:
-                self._fail("http" if isinstance(error, VTNHTTPError) else "transport", str(error))
-                raise error
-            delay = min(MAX_BACKOFF_S, self.config.retry_backoff_s * 2 ** (attempt - 1) * (0.5 + self._rng.random()))
-            if retry_after is not None:
-                delay = min(MAX_BACKOFF_S, max(delay, retry_after))
+
+        async def attempt() -> Any:
+            nonlocal refreshed
+            while True:
+                try:
+                    return await self._request(method, url, params, body, form, auth, etag_key, idempotent)
+                except AttemptFailed as failed:
+                    status = failed.error.status if isinstance(failed.error, VTNHTTPError) else None
+                    if status not in (401, 403) or not auth or refreshed:
+                        raise
+                # The token may have been revoked or expired early: get a new one once, without counting a try.
+                refreshed = True
+                self._token = None
+
+        def count_retry(retry_number: int, delay_s: float, error: Exception) -> None:
             self.counters["retries"] += 1
-            log.info("openadr: %s; retry %d in %.2f s", error, attempt, delay)
-            await self._sleep(delay)
+            log.info("openadr: %s; retry %d in %.2f s", error, retry_number, delay_s)
+
+        def give_up(error: Exception) -> None:
+            self._fail("http" if isinstance(error, VTNHTTPError) else "transport", str(error))
+
+        return await retry(
+            attempt,
+            attempts=1 + (self.config.max_retries if retries is None else retries),
+            policy=self._backoff,
+            draw=self._rng.random,
+            sleep=self._sleep,
+            on_retry=count_retry,
+            on_give_up=give_up,
+        )
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        params: Sequence[tuple[str, str]],
+        body: Any,
+        form: Mapping[str, str] | None,
+        auth: bool,
+        etag_key: str | None,
+        idempotent: bool,
+    ) -> Any:
+        """One try: the parsed answer, or AttemptFailed for an HTTP error status or a transport failure."""
+        headers = {}
+        if auth:
+            headers["Authorization"] = f"Bearer {await self._bearer()}"
+        cached = self._etags.get(etag_key) if etag_key else None
+        if cached is not None:
+            headers["If-None-Match"] = cached[0]
+        try:
+            async with self.session.request(
+                method, url, params=list(params), json=body, data=form, headers=headers
+            ) as response:
+                text = await response.text()
+                status = response.status
+                if status == 304 and cached is not None:
+                    self.counters["not_modified"] += 1
+                    return cached[1]
+                if status < 300:
+                    answer = self._parse(method, url, text)
+                    etag = response.headers.get("ETag")
+                    if etag_key and etag:
+                        self._etags[etag_key] = (etag, answer)
+                    return answer
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), self._wall_s())
+                raise AttemptFailed(
+                    VTNHTTPError(method, url, status, _problem_detail(text)),
+                    retryable=retryable_status(status, idempotent=idempotent),
+                    retry_after_s=None if retry_after is None else min(retry_after, MAX_BACKOFF_S),
+                )
+        except aiohttp.ClientConnectorError as exc:
+            error = OpenADRError(f"{method} {url}: cannot connect ({exc})")
+            raise AttemptFailed(error, retryable=retryable_transport(sent=False, idempotent=idempotent)) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            kind = "timed out" if isinstance(exc, TimeoutError) else f"failed ({exc})"
+            error = OpenADRError(f"{method} {url}: {kind}")
+            raise AttemptFailed(error, retryable=retryable_transport(sent=True, idempotent=idempotent)) from None
 
     def _parse(self, method: str, url: str, text: str) -> Any:
         if not text.strip():
@@ -306,16 +348,6 @@ class VTNClient:
 
     async def delete(self, path: str) -> None:
         await self._send("DELETE", path)
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # an HTTP-date: our own back-off is good enough
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def read_credentials(config: OpenADRConfig) -> tuple[str, str]:

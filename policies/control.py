@@ -23,7 +23,7 @@ from policies.job_registry import JobRegistry
 from policies.knob_leases import KnobLeases, KnobsLease
 from policies.ladder import RegionDecision, RegionInputs
 from policies.load import ReplicaReport
-from policies.planner import Plan
+from policies.plan import Plan
 from policies.telemetry import Telemetry
 
 

@@ -13,15 +13,9 @@ from grid.context import FleetContext
 from policies.batch_gate import MAX_POLL_S, BatchKnobs, GateAnswer, JobProgress, PlanVerdict, decide_gate, job_status
 from policies.control_state import check_region
 from policies.ladder import BatchPolicy
-from policies.planner import (
-    DEFAULT_PLANNER_CONFIG,
-    Plan,
-    PlannerConfig,
-    forecast_signal,
-    plan_windows,
-    should_run,
-    slack_runs_out_at_s,
-)
+from policies.plan import DEFAULT_PLANNER_CONFIG, Plan, PlannerConfig
+from policies.plan_forecast import forecast_signal
+from policies.planner import plan_windows, should_run, slack_runs_out_at_s
 
 HOUR_S = 3600
 

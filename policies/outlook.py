@@ -18,7 +18,8 @@ from grid.context import FleetContext
 from policies.calibration import Calibration
 from policies.ladder import RegionDecision, RegionInputs, decide_region
 from policies.load import RegionLoad
-from policies.planner import HOUR_S, forecast_assessments
+from policies.plan import HOUR_S
+from policies.plan_forecast import forecast_assessments
 from router.state import snapshot
 
 

@@ -11,14 +11,10 @@ from router.state import RegionSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_SIGNAL_FIELDS = ("demand_mw", "demand_forecast_mw", "carbon_g_per_kwh", "price_usd_per_mwh", "dr_level")
-
 
 def region_staleness(region: RegionSnapshot, at_s: int) -> dict[str, Any]:
     """How old a region's signals are at `at_s` and how far the headroom formula still trusts them."""
-    ages = {
-        name: at_s - obs.observed_at_s for name in _SIGNAL_FIELDS if (obs := getattr(region.signals, name)) is not None
-    }
+    ages = {name: at_s - obs.observed_at_s for name, obs in region.signals.observed().items() if obs is not None}
     components = region.assessment.components
     return {
         "stale": region.assessment.stale,

@@ -1,8 +1,9 @@
 """HTTP for signal sources: one pooled aiohttp session per source, timeouts, retries with jittered exponential
 back-off, rate-limit awareness (a minimum interval between calls, 429 and Retry-After) and a TTL response cache.
 
-The policy (back-off, Retry-After, rate gate, cache) is plain code with the clock and randomness injected, so its
-tests need no sockets and no waiting; `HttpClient` is the thin async shell that applies it to real calls.
+The policy (rate gate, cache here; back-off, Retry-After and what to retry in fleet/retry.py, shared with the
+OpenADR client) is plain code with the clock and randomness injected, so its tests need no sockets and no waiting;
+`HttpClient` is the thin async shell that applies it to real calls.
 Credentials never reach a message: every error text is built here from the URL's path (never its query) and
 then scrubbed of every secret the source registered.
 """
@@ -16,47 +17,23 @@ import math
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 
 from fleet.errors import SignalSourceError
+from fleet.retry import AttemptFailed, Sleep, parse_retry_after, retry, retryable_status, retryable_transport
 from fleet.sources import HttpPolicyConfig
 
 logger = logging.getLogger("gridshift.signals")
 
-Sleep = Callable[[float], Awaitable[None]]
 Params = Sequence[tuple[str, str]]
 
 USER_AGENT = "gridshift-signals/0.1"
-_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 MASKED_SECRET = "**********"  # how pydantic writes a SecretStr when a config is dumped
 _MIN_SECRET_CHARS = 4  # shorter "secrets" would scrub ordinary words out of messages
-
-
-def backoff_delay_s(retry_index: int, policy: HttpPolicyConfig, draw: float) -> float:
-    """Wait before retry number `retry_index` (0 = the first retry); `draw` in [0, 1) picks the jitter."""
-    ceiling = min(policy.backoff_max_s, policy.backoff_initial_s * policy.backoff_multiplier**retry_index)
-    return ceiling * (1.0 - policy.jitter_fraction * draw)
-
-
-def parse_retry_after(value: str | None, now_wall_s: float) -> float | None:
-    """Seconds a `Retry-After` header asks to wait (delta-seconds or an HTTP date); None when absent or unreadable."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, moment.timestamp() - now_wall_s)
 
 
 @dataclass
@@ -144,15 +121,6 @@ class HttpRuntime:
     rng: random.Random = field(default_factory=random.Random)
 
 
-class _Retryable(Exception):
-    """Internal: a failed try that the policy retries; carries the error to raise when no try is left."""
-
-    def __init__(self, error: SignalSourceError, retry_after_s: float | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after_s = retry_after_s
-
-
 def _where(url: str) -> str:
     # Host and path only: a query string may carry an api_key.
     parts = urlsplit(url)
@@ -218,26 +186,25 @@ class HttpClient:
             if cached is not None:
                 return cached
         where = _where(url)
-        last: _Retryable | None = None
-        for attempt in range(self.policy.max_attempts):
-            if last is not None:
-                delay = last.retry_after_s
-                if delay is None:
-                    delay = backoff_delay_s(attempt - 1, self.policy, self.runtime.rng.random())
-                logger.info("%s: retry %d of GET %s in %.2f s (%s)", self.source, attempt, where, delay, last)
-                await self.runtime.sleep(delay)
+
+        async def attempt() -> HttpAnswer:
             await self._wait_for_gate()
-            try:
-                answer = await self._send(url, params, headers, where)
-            except _Retryable as failed:
-                last = failed
-                continue
-            if use_cache:
-                self.cache.put(key, answer, self.runtime.monotonic_s())
-            return answer
-        if last is None:  # pragma: no cover - max_attempts >= 1, so the loop ran and set it
-            raise self._error("connection", f"GET {where}: no attempt made")
-        raise last.error
+            return await self._send(url, params, headers, where)
+
+        def log_retry(retry_number: int, delay_s: float, error: Exception) -> None:
+            logger.info("%s: retry %d of GET %s in %.2f s (%s)", self.source, retry_number, where, delay_s, error)
+
+        answer = await retry(
+            attempt,
+            attempts=self.policy.max_attempts,
+            policy=self.policy,
+            draw=self.runtime.rng.random,
+            sleep=self.runtime.sleep,
+            on_retry=log_retry,
+        )
+        if use_cache:
+            self.cache.put(key, answer, self.runtime.monotonic_s())
+        return answer
 
     async def _send(self, url: str, params: Params, headers: Mapping[str, str] | None, where: str) -> HttpAnswer:
         session = self._open()
@@ -257,23 +224,24 @@ class HttpClient:
                     )
                     if wait is not None and wait > self.policy.max_retry_after_s:
                         raise error  # waiting that long would stall every other source's poll
-                    raise _Retryable(error, retry_after_s=wait)
-                if status >= 500:
-                    raise _Retryable(self._error("http_status", f"GET {where}: HTTP {status}"))
+                    raise AttemptFailed(error, retryable=True, retry_after_s=wait)
                 if status in (401, 403):
                     raise self._error("auth", f"GET {where}: HTTP {status} (credentials refused or expired)")
                 if not 200 <= status < 300:
-                    raise self._error("http_status", f"GET {where}: HTTP {status}")
+                    error = self._error("http_status", f"GET {where}: HTTP {status}")
+                    raise AttemptFailed(error, retryable=retryable_status(status, idempotent=True))
                 body = await response.read()
                 return HttpAnswer(status, response.headers.get("Content-Type", ""), body)
         except TimeoutError:
-            raise _Retryable(
-                self._error("timeout", f"GET {where}: no answer within {self.policy.timeout_s:g} s")
-            ) from None
-        except aiohttp.ClientConnectionError as error:
-            raise _Retryable(self._error("connection", f"GET {where}: {type(error).__name__}")) from None
-        except aiohttp.ClientError as error:  # payload and protocol errors: a broken answer, worth one more try
-            raise _Retryable(self._error("connection", f"GET {where}: {type(error).__name__}")) from None
+            error = self._error("timeout", f"GET {where}: no answer within {self.policy.timeout_s:g} s")
+            raise AttemptFailed(error, retryable=retryable_transport(sent=True, idempotent=True)) from None
+        except aiohttp.ClientConnectionError as failure:
+            error = self._error("connection", f"GET {where}: {type(failure).__name__}")
+            sent = not isinstance(failure, aiohttp.ClientConnectorError)
+            raise AttemptFailed(error, retryable=retryable_transport(sent=sent, idempotent=True)) from None
+        except aiohttp.ClientError as failure:  # payload and protocol errors: a broken answer, worth one more try
+            error = self._error("connection", f"GET {where}: {type(failure).__name__}")
+            raise AttemptFailed(error, retryable=retryable_transport(sent=True, idempotent=True)) from None
 
 
 def env_secret(env_name: str, inline: str | None, source: str, what: str) -> str:

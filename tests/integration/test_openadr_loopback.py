@@ -23,7 +23,8 @@ from openadr.fleet import PowerReading
 from openadr.schema import load_schemas
 from openadr.timing import format_instant
 from openadr.ven import VEN
-from openadr.vtn import Fault, LocalVTN
+from openadr.vtn import LocalVTN
+from openadr.vtn_http import Fault
 from serve_apps.cli import main as cli_main
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -39,16 +39,11 @@ from loadtests.checker import (
     view_from_regions_body,
 )
 from loadtests.plot import Marker, nice_step, requests_per_region_png
+from loadtests.records import ActionRecord, Records, RequestRecord, read_records
 from loadtests.scenarios import ActionKind, LoadPlan, check_caps, check_loopback, users_at
-from loadtests.summary import (
-    ActionRecord,
-    Records,
-    RequestRecord,
-    reaction_times,
-    read_records,
-    render_text,
-    summarize,
-)
+from loadtests.summary import summarize
+from loadtests.summary_text import render_text
+from loadtests.verdicts import reaction_times
 from policies.actors.client import LocalClient
 from policies.control import ControlPlane
 from policies.control_state import GatewayLoad

@@ -18,19 +18,9 @@ from fleet.regions import RegionConfig
 from fleet.times import iso
 from grid.headroom import GridSignals, assess
 from grid.trace import Observation, Trace, parse_trace
-from policies.planner import (
-    PLAN_SCHEMA,
-    GateDecision,
-    Plan,
-    PlannerConfig,
-    PlanSignal,
-    forecast_signal,
-    plan_to_dict,
-    plan_windows,
-    replan,
-    should_run,
-    slack_runs_out_at_s,
-)
+from policies.plan import PLAN_SCHEMA, Plan, PlannerConfig, PlanSignal, plan_to_dict
+from policies.plan_forecast import forecast_signal
+from policies.planner import GateDecision, plan_windows, replan, should_run, slack_runs_out_at_s
 
 H = 3600
 BASE = int(datetime(2022, 6, 1, tzinfo=UTC).timestamp())

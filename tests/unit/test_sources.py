@@ -19,6 +19,7 @@ import pytest
 
 from fleet.clock import FixedClock
 from fleet.errors import SignalSourceError
+from fleet.retry import backoff_delay_s
 from fleet.sources import EiaSourceConfig, ElectricityMapsSourceConfig, GenericHttpSourceConfig, WattTimeSourceConfig
 from grid.readings import LBS_PER_MWH_TO_G_PER_KWH, SourceBatch
 from grid.signal_health import status_to_dict
@@ -26,7 +27,7 @@ from grid.sources.base import SignalSource
 from grid.sources.eia import EiaSource
 from grid.sources.electricitymaps import ElectricityMapsSource
 from grid.sources.generic import GenericHttpSource
-from grid.sources.http import HttpRuntime, backoff_delay_s
+from grid.sources.http import HttpRuntime
 from grid.sources.poller import SignalPoller
 from grid.sources.store import SignalStore
 from grid.sources.watttime import WattTimeSource

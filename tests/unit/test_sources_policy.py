@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleet.errors import SignalSourceError
+from fleet.retry import backoff_delay_s, parse_retry_after
 from fleet.sources import HttpPolicyConfig
 from grid.sources.http import (
     MASKED_SECRET,
@@ -17,10 +18,8 @@ from grid.sources.http import (
     RateGate,
     Redactor,
     TtlCache,
-    backoff_delay_s,
     basic_auth_header,
     env_secret,
-    parse_retry_after,
 )
 
 NOW_S = 1_662_513_000.0

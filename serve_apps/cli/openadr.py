@@ -107,7 +107,7 @@ def cmd_vtn(args: argparse.Namespace) -> int:
 
 
 def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `openadr status` and `openadr vtn` to the gridshift CLI."""
+    """Add `gridshift openadr status|vtn` to the CLI's verbs."""
     openadr = verbs.add_parser("openadr", help="OpenADR 3: the VEN's status, a local test VTN")
     openadr_verbs = openadr.add_subparsers(dest="openadr_verb", required=True)
     status = openadr_verbs.add_parser("status", help="registration, active events and last reports of the VEN")

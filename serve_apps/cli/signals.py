@@ -120,7 +120,7 @@ def cmd_signals_check(args: argparse.Namespace) -> int:
 
 
 def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `signals check` to the `gridshift` verbs (an argparse subparsers object)."""
+    """Add `gridshift signals check` to the CLI's verbs."""
     signals = verbs.add_parser("signals", help="grid signal sources: health and last values")
     signal_verbs = signals.add_subparsers(dest="signals_verb", required=True)
     check = signal_verbs.add_parser(

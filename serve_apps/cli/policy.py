@@ -1,5 +1,8 @@
-"""`gridshift policy`: what the magnitude policy is doing now (live), what it would do over a trace window (replay),
-and the measured cost and quality it decides with (calibration)."""
+"""`gridshift policy [replay|calibration]`: the magnitude policy now, over a trace window, and what it decides with.
+
+Live: what the policy is doing now (from a gateway); replay: what it would do over a trace window; calibration: the
+measured cost and quality it decides with.
+"""
 
 from __future__ import annotations
 
@@ -191,8 +194,8 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(verbs: Any) -> None:
-    """Add `gridshift policy ...` to the CLI's sub-commands."""
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `gridshift policy ...` to the CLI's verbs."""
     policy = verbs.add_parser("policy", help="the magnitude policy: rungs, knobs, power and battery per region")
     policy.add_argument("--url", default="http://127.0.0.1:8000", help="a running gateway")
     policy.add_argument("--json", action="store_true", help="stable JSON (schema gridshift.policy/v1)")
