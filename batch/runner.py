@@ -1,34 +1,51 @@
-"""Batch runner: read, shard, gate each shard on the grid, run the team's Ray Data transform, commit exactly once."""
+"""The batch driver: plan once, recover the output folder, then stream the remaining units through Ray Data in
+segments, each built with the knobs in force, while a watcher closes the gate when the grid says pause.
+
+The driver holds the plan and counters only: rows flow from the read tasks through the team's transform to the
+commit sink on the cluster's workers.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from batch.ledger import ShardLedger
-from batch.spec import BatchJobSpec, JobSpecError, Pipeline, load_pipeline, read_input
-from fleet.errors import GridshiftError
+import numpy as np
+from ray.actor import ActorHandle
+
+from batch.book import JobBook, PipelineError
+from batch.inputs import plan_input, resolve_input
+from batch.plan import InputFormat, InputPlan
+from batch.sink import CommitSink, UnitSource, book_client
+from batch.spec import BatchJobSpec, load_pipeline
+from batch.store import OutputStore
 from policies.batch_gate import BatchKnobs, GateAnswer, JobProgress
 
 logger = logging.getLogger("gridshift.batch")
 
-# Throughput estimate smoothing: recent shards count more (knobs change), but one slow shard does not
-# swing the deadline estimate on its own.
-_RATE_SMOOTHING = 0.3
+MAX_UNITS_PER_SEGMENT = 1024
+"""A segment that closes early leaves its unstarted read tasks to answer 'skip'; this bounds that churn."""
+IO_TASK_CPUS = 0.25
+"""CPUs each read and write task reserves: they wait on storage more than they compute, and a shared host keeps most
+of its CPUs for the serving fleet and the team's own stages."""
+READ_TASKS = 2
+"""Read tasks at once: reading a unit is quick, and a read task waiting for room in the window holds its CPUs."""
+WATCH_S = 0.5
+"""How often a running job asks the control plane whether it may go on (the pause reaction, plus a call)."""
+_RATE_SMOOTHING = 0.5
 
 
-class PipelineError(GridshiftError):
-    """The team's transform broke the contract: it must return each input row once, with its row_id."""
+class JobControl(Protocol):
+    """What the driver needs of the control plane: the gate (run or pause, with knobs) and progress reports."""
 
-
-class BatchControl(Protocol):
-    """What the runner needs of the control plane."""
-
-    def gate(self, progress: JobProgress) -> GateAnswer: ...
+    def gate(self, progress: JobProgress) -> GateAnswer | None:
+        """None: no answer now (the control plane is briefly unreachable); keep the last one."""
+        ...
 
     def report(self, progress: JobProgress) -> None: ...
 
@@ -37,120 +54,206 @@ class BatchControl(Protocol):
 class JobResult:
     job_id: str
     rows: int
-    shards_run: int
-    shards_skipped: int
+    units_run: int
+    units_skipped: int
+    segments: int
 
 
-def run_shard(pipeline: Pipeline, rows: Sequence[Mapping[str, Any]], knobs: BatchKnobs) -> list[dict[str, Any]]:
-    """Run the transform on one shard as a Ray Data dataset and check it kept every row exactly once."""
-    import ray.data
-
-    dataset = ray.data.from_items([dict(row) for row in rows])
-    result = pipeline(dataset, knobs)
-    if not isinstance(result, ray.data.Dataset):
-        raise PipelineError(f"pipeline returned {type(result).__name__}, expected a ray.data.Dataset")
-    output = [_plain(row) for row in result.take_all()]
-    expected = [int(row["row_id"]) for row in rows]
-    seen: dict[int, int] = {}
-    for row in output:
-        if "row_id" not in row:
-            raise PipelineError("pipeline output rows must keep the input's 'row_id' column")
-        seen[int(row["row_id"])] = seen.get(int(row["row_id"]), 0) + 1
-    missing = sorted(set(expected) - set(seen))
-    duplicated = sorted(row_id for row_id, count in seen.items() if count > 1)
-    extra = sorted(set(seen) - set(expected))
-    if missing or duplicated or extra:
-        raise PipelineError(
-            f"pipeline must return each input row exactly once: missing {missing[:5]}, "
-            f"duplicated {duplicated[:5]}, unknown {extra[:5]}"
-        )
-    output.sort(key=lambda row: int(row["row_id"]))
-    return output
+def in_flight_window(knobs: BatchKnobs) -> int:
+    """Units a segment may have in flight: one being worked on per worker and one queued behind it, so workers never
+    starve, while a pause leaves at most this many blocks to finish."""
+    return 2 * knobs.concurrency
 
 
-def _plain(value: Any) -> Any:
-    """JSON-ready copies of what Ray Data hands back (numpy scalars and arrays)."""
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
+def claim(spec: BatchJobSpec) -> dict[str, Any]:
+    """What makes an output folder this job's: a rerun must match it, another job is refused."""
+    keys = ("job_id", "pipeline", "input", "output_format", "block_rows")
+    return {key: getattr(spec, key) for key in keys}
 
 
-def run_job(
-    spec: BatchJobSpec,
-    control: BatchControl,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-    monotonic_s: Callable[[], float] = time.monotonic,
-    stop: Callable[[], bool] = lambda: False,
-) -> JobResult:
-    """Run a job to completion (or until `stop()`), skipping shards a previous run committed."""
-    inputs = read_input(spec.input)
-    pipeline = load_pipeline(spec.pipeline)
-    manifest = {
-        "job_id": spec.job_id,
-        "input_sha256": inputs.sha256,
-        "rows": len(inputs.rows),
-        "shard_rows": spec.shard_rows,
-        "pipeline": spec.pipeline,
-    }
-    ledger = ShardLedger(Path(spec.output), manifest)
-    shard_count = inputs.shard_count(spec.shard_rows)
-    committed = ledger.committed()
-    rows_done = sum(len(inputs.shard(k, spec.shard_rows)) for k in committed)
-    rate = spec.rows_per_second
-    ran = 0
+def load_plan(spec: BatchJobSpec, store: OutputStore) -> InputPlan:
+    """The job's input plan: the stored one on a rerun (the input is not read again), else planned now on the
+    cluster and stored with the manifest before any work."""
+    manifest = claim(spec)
+    stored = store.stored_manifest(manifest)
+    if stored is not None:
+        return InputPlan.from_dict(stored["plan"])
+    declared = None if spec.input_format is None else InputFormat(spec.input_format)
+    plan = plan_input(resolve_input(spec.input, declared), spec.block_rows)
+    store.open_job({**manifest, "plan": plan.to_dict(), "rows": plan.rows, "units": len(plan.units)})
+    return plan
 
-    def progress(state: str, reason: str = "", resume_at_s: float | None = None) -> JobProgress:
-        return JobProgress(
+
+class _Progress:
+    """The job's progress as the control plane sees it: rows committed (read live from the book) and the measured
+    rate, smoothed across segments (the watcher updates both while a segment runs)."""
+
+    def __init__(self, spec: BatchJobSpec, rows_total: int, rows_done: int) -> None:
+        self._spec = spec
+        self.rows_total = rows_total
+        self.rows_done = rows_done
+        self.rate = spec.rows_per_second
+        self._since: tuple[float, int, float] | None = None  # segment start: monotonic s, rows done, rate
+        self.on_report: Callable[[JobProgress], None] | None = None
+
+    def segment_started(self) -> None:
+        self._since = (time.monotonic(), self.rows_done, self.rate)
+
+    def observe(self, rows_done: int) -> None:
+        """New committed count: the rate over the running segment blends into the estimate the segment started
+        with, once it has committed something, so the slack rule and expected finish follow what the job does."""
+        self.rows_done = rows_done
+        if self._since is not None and rows_done > self._since[1]:
+            started_s, started_rows, base_rate = self._since
+            measured = (rows_done - started_rows) / max(time.monotonic() - started_s, 1e-6)
+            self.rate = (1 - _RATE_SMOOTHING) * base_rate + _RATE_SMOOTHING * measured
+
+    def report(self, state: str, reason: str, resume_at_s: float | None = None) -> JobProgress:
+        spec = self._spec
+        current = JobProgress(
             job_id=spec.job_id,
             region=spec.region,
             signal=spec.signal,
             deadline_s=spec.deadline.timestamp(),
             state=state,
-            rows_done=rows_done,
-            rows_total=len(inputs.rows),
-            rows_per_second=rate,
+            rows_done=self.rows_done,
+            rows_total=self.rows_total,
+            rows_per_second=self.rate,
             reason=reason,
             resume_at_s=resume_at_s,
+            max_workers=spec.max_workers,
         )
+        if self.on_report is not None:
+            self.on_report(current)
+        return current
 
-    for shard in range(shard_count):
-        if shard in committed:
-            continue
-        while True:
+
+class _Watcher:
+    """Asks the control plane every WATCH_S whether the job may go on, and closes the segment when it may not (or
+    when the knobs in force change); keeps the progress it reports current meanwhile."""
+
+    def __init__(self, control: JobControl, progress: _Progress, book: ActorHandle[JobBook], knobs: BatchKnobs) -> None:
+        self._control = control
+        self._progress = progress
+        self._book = book_client(book)
+        self._knobs = knobs
+        self._stop = threading.Event()
+        self.closed_reason: str | None = None
+        self._thread = threading.Thread(target=self._run, name="gridshift-batch-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(WATCH_S):
+            self._progress.observe(self._book.call_sync(JobBook.rows_done))
+            answer = self._control.gate(self._progress.report("running", ""))
+            if answer is None:
+                continue
+            reason = None
+            if not answer.run:
+                reason = f"pause: {answer.reason}"
+            elif answer.knobs != self._knobs:
+                reason = f"knobs changed to {answer.knobs}"
+            if reason is not None and self.closed_reason is None:
+                self.closed_reason = reason
+                self._book.call_sync(JobBook.close_segment, reason, time.time())
+                logger.info("gate closed: %s", reason)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10.0)
+
+
+def run_job(
+    spec: BatchJobSpec,
+    control: JobControl,
+    *,
+    stop: Callable[[], bool] = lambda: False,
+    sleep: Callable[[float], None] = time.sleep,
+    on_progress: Callable[[JobProgress], None] | None = None,
+) -> JobResult:
+    """Run a job to completion (or until `stop()`), skipping units a previous run committed."""
+    import ray
+    import ray.data
+
+    pipeline = load_pipeline(spec.pipeline)
+    store = OutputStore(spec.output)
+    plan = load_plan(spec, store)
+    committed = set(store.recover())
+    skipped = len(committed)
+    unit_rows = np.fromiter((u.rows for u in plan.units), dtype=np.int64, count=len(plan.units))
+    book = cast(
+        "ActorHandle[JobBook]", ray.remote(JobBook).options(num_cpus=0).remote(plan.starts, unit_rows, committed)
+    )
+    books = book_client(book)
+    run = uuid.uuid4().hex[:12]
+    progress = _Progress(spec, plan.rows, books.call_sync(JobBook.rows_done))
+    progress.on_report = on_progress
+    segment = 0
+
+    def stopped() -> JobResult:
+        control.report(progress.report("stopped", "stopped by its driver"))
+        return JobResult(spec.job_id, progress.rows_done, len(committed) - skipped, skipped, segment)
+
+    while True:
+        remaining = [u for u in plan.units if u.index not in committed]
+        if not remaining:
+            break
+        answer = control.gate(progress.report("running", ""))
+        while answer is None or not answer.run:
             if stop():
-                control.report(progress("stopped", "stopped by its driver"))
-                return JobResult(spec.job_id, rows_done, ran, len(committed))
-            answer = control.gate(progress("running"))
-            if answer.run:
-                break
-            control.report(progress("paused", answer.reason, answer.resume_at_s))
-            sleep(answer.poll_s)
-        control.report(progress("running", answer.reason))
-        rows = inputs.shard(shard, spec.shard_rows)
-        started = monotonic_s()
-        output = run_shard(pipeline, rows, answer.knobs)
-        ledger.commit(shard, output)
-        elapsed = max(monotonic_s() - started, 1e-6)
-        rate = (1 - _RATE_SMOOTHING) * rate + _RATE_SMOOTHING * (len(rows) / elapsed)
-        rows_done += len(rows)
-        ran += 1
-        logger.info("job %s: shard %d/%d committed (%s)", spec.job_id, shard + 1, shard_count, answer.reason)
-    control.report(progress("done", "every row committed"))
-    return JobResult(spec.job_id, rows_done, ran, len(committed))
+                return stopped()
+            if answer is not None:
+                control.report(progress.report("paused", answer.reason, answer.resume_at_s))
+            sleep(1.0 if answer is None else answer.poll_s)
+            answer = control.gate(progress.report("running", ""))
+        if stop():
+            return stopped()
+        segment += 1
+        chunk = remaining[:MAX_UNITS_PER_SEGMENT]
+        control.report(progress.report("running", answer.reason))
+        books.call_sync(JobBook.start_segment, segment, in_flight_window(answer.knobs))
+        progress.segment_started()
+        watcher = _Watcher(control, progress, book, answer.knobs)
+        try:
+            # One block per unit: left to itself, Ray Data splits small reads to reach its minimum parallelism, and
+            # a unit cut into pieces commits as several files.
+            units = UnitSource(plan, chunk, segment, book)
+            source = ray.data.read_datasource(
+                units, num_cpus=IO_TASK_CPUS, override_num_blocks=len(chunk), concurrency=READ_TASKS
+            )
+            result = pipeline(source, answer.knobs)
+            if not isinstance(result, ray.data.Dataset):
+                raise PipelineError(f"pipeline returned {type(result).__name__}, expected a ray.data.Dataset")
+            sink = CommitSink(spec.output, spec.output_format, run, plan, book)
+            result.write_datasink(sink, ray_remote_args={"num_cpus": IO_TASK_CPUS})
+        finally:
+            watcher.stop()
+        missing = books.call_sync(JobBook.incomplete, segment)
+        if missing:
+            unit, ids = next(iter(missing.items()))
+            raise PipelineError(
+                f"pipeline must return each input row exactly once: unit {unit} is missing row(s) {ids}"
+            )
+        books.call_sync(JobBook.take_redo)
+        committed = books.call_sync(JobBook.committed_units)
+        progress.observe(books.call_sync(JobBook.rows_done))
+        logger.info(
+            "job %s: segment %d: %d of %d rows committed (%s)",
+            spec.job_id,
+            segment,
+            progress.rows_done,
+            plan.rows,
+            watcher.closed_reason or "segment done",
+        )
+    store.finish({"job_id": spec.job_id, "rows": plan.rows, "units": len(plan.units), "segments": segment})
+    control.report(progress.report("done", "every row committed"))
+    return JobResult(spec.job_id, progress.rows_done, len(committed) - skipped, skipped, segment)
 
 
 def validate_spec(spec: BatchJobSpec) -> None:
-    """Fail fast, before any Ray work, on what can be checked up front."""
+    """Fail fast, before any Ray work, on what can be checked up front: the pipeline imports, the input exists in
+    a known format, the output folder is free or this job's."""
     load_pipeline(spec.pipeline)
-    read_input(spec.input)
-    output = Path(spec.output)
-    if output.exists() and not output.is_dir():
-        raise JobSpecError(f"output {output}: exists and is not a folder")
-
-
-__all__ = ["BatchControl", "JobResult", "PipelineError", "run_job", "run_shard", "validate_spec"]
+    declared = None if spec.input_format is None else InputFormat(spec.input_format)
+    resolve_input(spec.input, declared)
+    OutputStore(spec.output).check_claim(claim(spec))

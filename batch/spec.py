@@ -1,13 +1,9 @@
-"""Batch job spec and input: what a job runs, on what, by when and where; the input cut into deterministic shards."""
+"""A batch job's spec: what runs (the team's pipeline), on what input, into what output, by when and where."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
@@ -16,10 +12,11 @@ from fleet.base import UtcDatetime
 from fleet.errors import GridshiftError
 
 PIPELINE_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+DEFAULT_BLOCK_ROWS = 4096
 
 
 class JobSpecError(GridshiftError):
-    """A batch job cannot start: bad pipeline, missing or unreadable input. The message says which and why."""
+    """A batch job cannot start: bad pipeline, input or output. The message names which and why."""
 
 
 class BatchJobSpec(BaseModel):
@@ -29,14 +26,28 @@ class BatchJobSpec(BaseModel):
 
     job_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Job id.")
     pipeline: str = Field(pattern=PIPELINE_PATTERN, description="'module:function' taking (Dataset, knobs).")
-    input: str = Field(min_length=1, description="Input file: .txt (one row per line) or .jsonl (one object a line).")
-    output: str = Field(min_length=1, description="Output folder: part files, ledger, manifest.")
+    input: str = Field(
+        min_length=1,
+        description="Input file or folder: a local path or a URI of any filesystem pyarrow supports (s3://, gs://).",
+    )
+    input_format: Literal["text", "jsonl", "csv", "parquet"] | None = Field(
+        None, description="text (a row a line, column `text`), jsonl, csv (with a header) or parquet; null: by suffix."
+    )
+    output: str = Field(min_length=1, description="Output folder (local path or URI): data, manifest, commit records.")
+    output_format: Literal["parquet", "jsonl"] = Field("parquet", description="Format of the output data files.")
     deadline: UtcDatetime = Field(description="When every row must be done (UTC, on the control clock).")
     region: str = Field(min_length=1, description="Region whose grid the job follows.")
     signal: Literal["carbon", "price", "headroom"] = Field("carbon", description="What the planner optimises.")
-    shard_rows: PositiveInt = Field(128, le=100_000, description="Rows per shard: the unit of pause and commit.")
+    block_rows: PositiveInt = Field(
+        DEFAULT_BLOCK_ROWS,
+        le=1_000_000,
+        description="Rows per input block (Parquet: at least, whole row groups): the unit of pause and commit.",
+    )
+    max_workers: PositiveInt = Field(
+        2, le=1024, description="Most workers (actors or tasks) a stage of the pipeline runs; the policy may lower it."
+    )
     rows_per_second: PositiveFloat = Field(
-        20.0, description="Initial throughput estimate (wall rows/s) until shards are measured."
+        20.0, description="Initial throughput estimate (wall rows/s) until blocks are measured."
     )
 
 
@@ -58,50 +69,3 @@ def load_pipeline(import_path: str) -> Pipeline:
     if not callable(function):
         raise JobSpecError(f"pipeline {import_path!r}: {attribute!r} is not callable")
     return function  # type: ignore[no-any-return]
-
-
-@dataclass(frozen=True)
-class InputRows:
-    """The whole input, each row with a stable `row_id` (its position), and a fingerprint of the file."""
-
-    rows: tuple[dict[str, Any], ...]
-    sha256: str
-
-    def shard_count(self, shard_rows: int) -> int:
-        return (len(self.rows) + shard_rows - 1) // shard_rows
-
-    def shard(self, index: int, shard_rows: int) -> Sequence[dict[str, Any]]:
-        return self.rows[index * shard_rows : (index + 1) * shard_rows]
-
-
-def read_input(path: str | Path) -> InputRows:
-    """Read a .txt (row = line, column `text`) or .jsonl (row = object) input; ids are line positions."""
-    file = Path(path)
-    try:
-        data = file.read_bytes()
-    except OSError as error:
-        raise JobSpecError(f"input {file}: cannot read: {error.strerror or error}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise JobSpecError(f"input {file}: not UTF-8 text: {error.reason}") from None
-    lines = text.splitlines()
-    rows: list[dict[str, Any]] = []
-    if file.suffix == ".jsonl":
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise JobSpecError(f"input {file}:{number}: not JSON: {error.msg}") from None
-            if not isinstance(item, dict):
-                raise JobSpecError(f"input {file}:{number}: each line must be a JSON object")
-            rows.append({**item, "row_id": len(rows)})
-    elif file.suffix == ".txt":
-        rows = [{"row_id": index, "text": line} for index, line in enumerate(lines)]
-    else:
-        raise JobSpecError(f"input {file}: unsupported type {file.suffix!r}; use .txt or .jsonl")
-    if not rows:
-        raise JobSpecError(f"input {file}: no rows")
-    return InputRows(tuple(rows), hashlib.sha256(data).hexdigest())

@@ -3,11 +3,13 @@
 Submit it with
     gridshift batch submit --pipeline example_pipelines.embed_corpus:embed_corpus \\
         --input batch/data/corpus.txt --output results/corpus-embeddings --deadline ... --region us-west-1
+
+The model is stateful work: an actor class, loaded once per actor, in a pool of `knobs.concurrency` actors (the
+policy's workers knob), running at `knobs.precision` with batches of `knobs.batch_size`.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -15,33 +17,37 @@ import numpy as np
 from fleet.serving import Precision
 from policies.batch_gate import BatchKnobs
 
-# Each map task reserves a quarter CPU: on a 2-core host the Serve fleet holds most of the CPUs already.
-TASK_NUM_CPUS = 0.25
+# Each actor reserves a quarter CPU: on a 2-core host the Serve fleet holds most of the CPUs already.
+ACTOR_NUM_CPUS = 0.25
 
 
-@functools.lru_cache(maxsize=1)
-def _embedder() -> Any:
-    # Once per Ray worker process: workers are reused across tasks and shards, so the model loads once each.
-    from serve_apps.embedding import MiniLMEmbedder
+class Embedder:
+    """One model replica in the pool: loaded once, then embedding batches {row_id, text}."""
 
-    return MiniLMEmbedder(torch_threads=1)
+    def __init__(self, precision: str) -> None:
+        from serve_apps.embedding import MiniLMEmbedder
 
+        self._model = MiniLMEmbedder(torch_threads=1)
+        self._precision = Precision(precision)
 
-def _embed_batch(batch: dict[str, np.ndarray], precision: str) -> dict[str, Any]:
-    vectors = _embedder().embed([str(text) for text in batch["text"]], Precision(precision))
-    return {
-        "row_id": batch["row_id"],
-        "text": batch["text"],
-        "embedding": vectors,
-        "precision": [precision] * len(vectors),
-    }
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        vectors = self._model.embed([str(text) for text in batch["text"]], self._precision)
+        return {
+            "row_id": batch["row_id"],
+            "text": batch["text"],
+            "embedding": vectors,
+            "precision": [self._precision.value] * len(vectors),
+        }
 
 
 def embed_corpus(dataset: Any, knobs: BatchKnobs) -> Any:
     """Rows {row_id, text} -> {row_id, text, embedding (384 floats), precision}, at the knobs of the moment."""
+    import ray.data
+
     return dataset.map_batches(
-        _embed_batch,
+        Embedder,
+        fn_constructor_kwargs={"precision": knobs.precision},
         batch_size=knobs.batch_size,
-        fn_kwargs={"precision": knobs.precision},
-        num_cpus=TASK_NUM_CPUS,
+        compute=ray.data.ActorPoolStrategy(size=knobs.concurrency),
+        num_cpus=ACTOR_NUM_CPUS,
     )

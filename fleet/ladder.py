@@ -32,8 +32,14 @@ class LadderStep(StrictModel):
         description="How long a partial batch of non-urgent work waits for more at this rung, ms: fuller batches "
         "cost less per item.",
     )
-    batch_may_run: bool = Field(True, description="Whether batch runners may start shards at this rung.")
-    batch_size: PositiveInt = Field(description="Batch size the batch runners' pipelines use at this rung.")
+    batch_may_run: bool = Field(True, description="Whether batch jobs may start new input blocks at this rung.")
+    batch_size: PositiveInt = Field(description="Batch size the batch jobs' pipelines use at this rung.")
+    batch_workers_fraction: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Share of each batch job's max_workers its pipeline stages may run at this rung (at least one).",
+    )
 
 
 def _default_steps() -> list[LadderStep]:
@@ -45,6 +51,7 @@ def _default_steps() -> list[LadderStep]:
             degrade_classes=["tolerant", "batch"],
             batch_wait_ms=10.0,
             batch_size=16,
+            batch_workers_fraction=0.5,
         ),
         LadderStep(
             max_batch_size=8,
@@ -53,6 +60,7 @@ def _default_steps() -> list[LadderStep]:
             batch_wait_ms=25.0,
             batch_may_run=False,
             batch_size=8,
+            batch_workers_fraction=0.25,
         ),
         LadderStep(
             max_batch_size=4,
@@ -61,6 +69,7 @@ def _default_steps() -> list[LadderStep]:
             batch_wait_ms=40.0,
             batch_may_run=False,
             batch_size=4,
+            batch_workers_fraction=0.25,
         ),
     ]
 
@@ -109,6 +118,8 @@ class PolicyConfig(StrictModel):
                 raise ValueError(f"steps.{index}: a class degraded at a lower rung must stay degraded")
             if lower.batch_may_run is False and higher.batch_may_run:
                 raise ValueError(f"steps.{index}: batch paused at a lower rung must stay paused")
+            if higher.batch_workers_fraction > lower.batch_workers_fraction:
+                raise ValueError(f"steps.{index}: batch_workers_fraction must not grow up the ladder")
         for index, step in enumerate(self.steps):
             unknown = sorted(set(step.degrade_classes) - set(self.quality_floor))
             if unknown:

@@ -12,10 +12,18 @@ MAX_POLL_S = 1.0
 
 @dataclass(frozen=True)
 class BatchKnobs:
-    """What a shard runs with, read from the control state when the shard starts."""
+    """What a job's pipeline runs with: read from the control state when a segment of its stream starts, and passed
+    to the pipeline (`module:function(dataset, knobs)`); a change closes the segment so the next uses the new ones."""
 
     batch_size: int
     precision: str
+    concurrency: int = 1  # workers (actor-pool size, or parallel tasks) a stage of the pipeline may run
+
+
+def workers_for(max_workers: int, fraction: float) -> int:
+    """Workers a job's stages run at the policy's share of its max_workers: at least one (never zero: a running job
+    is turned down, not stopped, by this knob; pausing is the gate's)."""
+    return max(1, int(max_workers * fraction))
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,7 @@ class JobProgress:
     rows_per_second: float  # measured wall throughput
     reason: str = ""
     resume_at_s: float | None = None  # control-clock time the runner expects to resume
+    max_workers: int = 1  # the most workers a stage of the job's pipeline may run (the policy scales it down)
 
     @property
     def rows_left(self) -> int:

@@ -10,7 +10,16 @@ import numpy as np
 
 from fleet.clock import Clock
 from grid.context import FleetContext
-from policies.batch_gate import MAX_POLL_S, BatchKnobs, GateAnswer, JobProgress, PlanVerdict, decide_gate, job_status
+from policies.batch_gate import (
+    MAX_POLL_S,
+    BatchKnobs,
+    GateAnswer,
+    JobProgress,
+    PlanVerdict,
+    decide_gate,
+    job_status,
+    workers_for,
+)
 from policies.control_state import check_region
 from policies.ladder import BatchPolicy
 from policies.plan import DEFAULT_PLANNER_CONFIG, Plan, PlannerConfig
@@ -44,7 +53,11 @@ class JobRegistry:
             manual_pause=progress.job_id in self.paused_jobs,
             verdict=self.plan_verdict(progress, now_s),
             stress_level=stress_level,
-            knobs=BatchKnobs(batch_size=batch.batch_size, precision=batch.precision.value),
+            knobs=BatchKnobs(
+                batch_size=batch.batch_size,
+                precision=batch.precision.value,
+                concurrency=workers_for(progress.max_workers, batch.workers_fraction),
+            ),
             now_s=now_s,
             speedup=self.context.fleet.signal_source.speedup,
             policy_pause=policy_pause,

@@ -35,6 +35,7 @@ class BatchPolicy:
     batch_size: int
     precision: Precision
     may_run: bool
+    workers_fraction: float = 1.0  # share of a job's max_workers its stages may run
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,12 @@ def batch_policy_for_step(
     precision = defaults.precision_for("batch")
     if "batch" in step.degrade_classes:
         precision = calibration.cheapest_meeting(policy.quality_floor["batch"], step.batch_size)
-    return BatchPolicy(batch_size=step.batch_size, precision=precision, may_run=step.batch_may_run)
+    return BatchPolicy(
+        batch_size=step.batch_size,
+        precision=precision,
+        may_run=step.batch_may_run,
+        workers_fraction=step.batch_workers_fraction,
+    )
 
 
 def safe_batch_policy(defaults: Knobs) -> BatchPolicy:
@@ -242,6 +248,7 @@ def decision_to_dict(decision: RegionDecision, region: RegionConfig) -> dict[str
             "batch_size": decision.batch.batch_size,
             "precision": decision.batch.precision.value,
             "may_run": decision.batch.may_run,
+            "workers_fraction": decision.batch.workers_fraction,
         },
         "battery": battery,
         "power": decision.power.to_dict(),

@@ -9,8 +9,9 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from batch.driver import cluster_nodes, launch_in_cluster
+from batch.runner import validate_spec
 from batch.spec import BatchJobSpec
+from batch.submit import RayJobState, cluster_nodes, ray_jobs, submit_job
 from fleet.config import FleetConfig
 from fleet.loaders import load_fleet, load_rtt_matrix, parse_fleet
 from fleet.regions import RegionConfig
@@ -29,15 +30,22 @@ from serve_apps.regional import RegionalApp
 APP_NAME = "gridshift"
 
 
-class RayBatchLauncher:
-    """Launches submitted jobs as detached actors in this cluster."""
+class RayJobsLauncher:
+    """Submits batch jobs as Ray Jobs to this cluster's Jobs API (they show in the dashboard and `ray job logs`)."""
 
     def __init__(self, fleet: FleetConfig) -> None:
         self._fleet = fleet
 
     async def launch(self, spec: BatchJobSpec) -> None:
-        # Validation reads the input and imports the pipeline: off the event loop.
-        await asyncio.to_thread(launch_in_cluster, spec, self._fleet)
+        # Validation reads the input's listing and imports the pipeline; submission is an HTTP call: off the loop.
+        await asyncio.to_thread(self._submit, spec)
+
+    def _submit(self, spec: BatchJobSpec) -> None:
+        validate_spec(spec)
+        submit_job(spec, self._fleet, nodes=cluster_nodes())
+
+    async def ray_jobs(self) -> list[RayJobState]:
+        return await asyncio.to_thread(ray_jobs)
 
 
 @serve.deployment(max_ongoing_requests=1024)
@@ -62,7 +70,7 @@ class Gateway:
         if fleet.openadr is not None:
             get_or_create_openadr_actor(fleet)
         self.core = GatewayCore(
-            fleet, load_rtt_matrix(fleet.latency), control, backends, batch_launcher=RayBatchLauncher(fleet)
+            fleet, load_rtt_matrix(fleet.latency), control, backends, batch_launcher=RayJobsLauncher(fleet)
         )
         self._admin_token_sha256 = admin_token_sha256
 

@@ -6,6 +6,7 @@ The `gridshift cluster` verbs built on these are serve_apps/cli/cluster.py.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def missing_region_nodes(fleet: FleetConfig, nodes: list[ClusterNode]) -> list[s
 
 def wait_for_region_nodes(fleet: FleetConfig, timeout_s: float) -> None:
     """Wait until every in-cluster region has a live node (e.g. while the autoscaler starts them)."""
-    from batch.driver import cluster_nodes
+    from batch.submit import cluster_nodes
 
     deadline = time.monotonic() + timeout_s
     while missing := missing_region_nodes(fleet, cluster_nodes()):
@@ -120,33 +121,17 @@ def _serve_replicas() -> list[tuple[str, str, str | None]]:
     ]
 
 
-def _batch_jobs(timeout_s: float) -> list[tuple[str, str, str | None]]:
-    """(job id, region, node id; None while not placed) of every batch job actor in the cluster."""
-    import ray
-    from ray.exceptions import GetTimeoutError
+def _batch_jobs() -> list[tuple[str, str, str | None]]:
+    """(job id, region, driver node id; None while not placed) of every running gridshift batch job (Ray Jobs)."""
+    from batch.submit import ray_jobs
 
-    from batch.driver import BATCH_ACTOR_PREFIX
-    from policies.actors.client import NAMESPACE
-
-    jobs: list[tuple[str, str, str | None]] = []
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        name, namespace = (entry["name"], entry["namespace"]) if isinstance(entry, dict) else (entry, NAMESPACE)
-        if namespace != NAMESPACE or not name.startswith(BATCH_ACTOR_PREFIX):
-            continue
-        job_id = name.removeprefix(BATCH_ACTOR_PREFIX)
-        actor: Any = ray.get_actor(name, namespace=NAMESPACE)  # untyped: Ray's stubs mistype `.remote()` results
-        try:
-            region, node_id = ray.get(actor.placement.remote(), timeout=timeout_s)
-        except GetTimeoutError:  # not scheduled yet (e.g. waiting for a node of its region)
-            jobs.append((job_id, "?", None))
-            continue
-        jobs.append((job_id, str(region), str(node_id)))
-    return jobs
+    return [(job.submission_id, job.region, job.driver_node_id) for job in ray_jobs() if job.status == "RUNNING"]
 
 
-def placement_report(batch_timeout_s: float = 5.0) -> tuple[list[PlacedWork], list[ClusterNode]]:
-    """Where each regional replica and batch job of the connected cluster runs, judged against its nodes."""
-    from batch.driver import cluster_nodes
+def placement_report() -> tuple[list[PlacedWork], list[ClusterNode]]:
+    """Where each regional replica and running batch job (its driver) of the connected cluster runs, judged against
+    its nodes."""
+    from batch.submit import cluster_nodes
     from serve_apps.app import REGIONAL_DEPLOYMENT_PREFIX
 
     nodes = cluster_nodes()
@@ -156,7 +141,7 @@ def placement_report(batch_timeout_s: float = 5.0) -> tuple[list[PlacedWork], li
         region = deployment.removeprefix(REGIONAL_DEPLOYMENT_PREFIX)
         node = by_id.get(node_id) if node_id else None
         work.append(PlacedWork("replica", replica_id, region, node, placement_verdict(region, node, nodes)))
-    for job_id, region, node_id in _batch_jobs(batch_timeout_s):
+    for job_id, region, node_id in _batch_jobs():
         node = by_id.get(node_id) if node_id else None
         work.append(PlacedWork("batch_job", job_id, region, node, placement_verdict(region, node, nodes)))
     return work, nodes
@@ -190,19 +175,20 @@ def placement_table(work: list[PlacedWork], nodes: list[ClusterNode]) -> str:
 
 
 def undeploy() -> None:
-    """Remove gridshift from the connected cluster: Serve (app and proxies), the control actor, batch job actors.
-    Batch jobs resume from their ledgers when submitted again."""
+    """Remove gridshift from the connected cluster: Serve (app and proxies), the fleet's actors, running batch jobs.
+    Batch jobs resume from their commit records when submitted again."""
     import ray
     from ray import serve
 
-    from batch.driver import BATCH_ACTOR_PREFIX
+    from batch.spec import JobSpecError
+    from batch.submit import stop_jobs
     from policies.actors.client import NAMESPACE
-    from policies.actors.registry import CONTROL_ACTOR_NAME
+    from policies.actors.registry import CONTROL_ACTOR_NAME, OPENADR_ACTOR_NAME, POLICY_ACTOR_NAME
 
     serve.shutdown()  # type: ignore[no-untyped-call]
-    names = [CONTROL_ACTOR_NAME]
-    names += [n for n in ray.util.list_named_actors() if isinstance(n, str) and n.startswith(BATCH_ACTOR_PREFIX)]
-    for name in names:
+    with contextlib.suppress(JobSpecError):  # a cluster without the Jobs API runs no batch jobs
+        stop_jobs()
+    for name in (CONTROL_ACTOR_NAME, POLICY_ACTOR_NAME, OPENADR_ACTOR_NAME):
         try:
             ray.kill(ray.get_actor(name, namespace=NAMESPACE))
         except ValueError:  # not there

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from batch.spec import BatchJobSpec
+from batch.submit import RayJobState
 from fleet.config import FleetConfig
 from fleet.routing import RoutingMode
 from policies.actors.client import Client
@@ -33,9 +34,13 @@ MOVED_WINDOW_S = 5.0
 
 
 class BatchLauncher(Protocol):
-    """Starts a validated batch job in the cluster."""
+    """Starts batch jobs in the cluster (as Ray Jobs), and lists them as the cluster knows them."""
 
-    async def launch(self, spec: BatchJobSpec) -> None: ...
+    async def launch(self, spec: BatchJobSpec) -> None:
+        """Validate the job (pipeline, input, output) and start it; GridshiftError names what is wrong."""
+        ...
+
+    async def ray_jobs(self) -> list[RayJobState]: ...
 
 
 class NoRegionAvailable(Exception):

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationErro
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from batch.spec import BatchJobSpec
+from batch.submit import merged_statuses
 from fleet.base import UtcDatetime
 from fleet.errors import GridshiftError, UnknownRegionError
 from fleet.events import DREvent
@@ -325,13 +326,24 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
             raise ApiError(422, str(error)) from None
         return {"job_id": job.job_id, "state": "submitted"}
 
+    async def job_statuses() -> list[dict[str, Any]]:
+        reported = await core.control.call(ControlApi.job_statuses)
+        if core.batch_launcher is None:
+            return reported
+        try:
+            ray = await core.batch_launcher.ray_jobs()
+        except GridshiftError:  # the Jobs API is down: the control plane's reports still stand
+            logger.warning("Ray Jobs API unavailable; batch status from the control plane only", exc_info=True)
+            ray = []
+        return merged_statuses(reported, ray)
+
     @app.get("/v1/batch/jobs")
     async def list_jobs() -> dict[str, Any]:
-        return {"jobs": await core.control.call(ControlApi.job_statuses)}
+        return {"jobs": await job_statuses()}
 
     @app.get("/v1/batch/jobs/{job_id}")
     async def get_job(job_id: str) -> dict[str, Any]:
-        for status in await core.control.call(ControlApi.job_statuses):
+        for status in await job_statuses():
             if status["job_id"] == job_id:
                 return status
         raise ApiError(404, f"no batch job {job_id!r}", param="job_id")

@@ -11,21 +11,26 @@ import time
 from fleet.config import FleetConfig
 
 
-def start_local_ray(num_cpus: int | None = None) -> None:
+def start_local_ray(num_cpus: int | None = None, *, dashboard: bool = True) -> str | None:
+    """Start a fresh local Ray cluster, on loopback; returns its dashboard's URL (the Ray Jobs API, which batch and
+    training jobs are submitted through), or None without one."""
     import ray
 
     # Keep the object store small: embeddings are tiny, and the fleet shares a 2-core, few-GiB machine.
     # address="local": always a fresh cluster; without it ray.init would join one that `ray start` recorded.
-    ray.init(
+    context = ray.init(
         address="local",
         num_cpus=num_cpus,
-        include_dashboard=False,
+        include_dashboard=dashboard,
+        dashboard_host="127.0.0.1",
         object_store_memory=256 * 1024 * 1024,
         namespace="gridshift",
         logging_level=logging.WARNING,
         configure_logging=True,
         log_to_driver=False,
     )
+    url = context.dashboard_url
+    return f"http://{url}" if url and "://" not in url else url or None
 
 
 def deploy(

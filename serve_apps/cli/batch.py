@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -69,42 +71,112 @@ def _client(args: argparse.Namespace) -> Any:
     return GridshiftClient(args.url)
 
 
-def cmd_batch_submit(args: argparse.Namespace) -> int:
+def _spec(args: argparse.Namespace) -> Any:
     from batch.spec import BatchJobSpec
+
+    def located(path: str) -> str:
+        # Absolute local paths: the job's driver runs in another process, with another working directory.
+        return path if "://" in path else str(Path(path).resolve())
 
     spec_data = {
         "job_id": args.job_id or uuid.uuid4().hex[:12],
         "pipeline": args.pipeline,
-        # Absolute paths: the job may run in another process with another working directory.
-        "input": str(Path(args.input).resolve()),
-        "output": str(Path(args.output).resolve()),
+        "input": located(args.input),
+        "input_format": args.input_format,
+        "output": located(args.output),
+        "output_format": args.output_format,
         "deadline": args.deadline,
         "region": args.region,
         "signal": args.signal,
-        "shard_rows": args.shard_rows,
+        "block_rows": args.block_rows,
+        "max_workers": args.max_workers,
     }
     try:
-        spec = BatchJobSpec.model_validate(spec_data)
+        return BatchJobSpec.model_validate(spec_data)
     except ValidationError as error:
         fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
         raise GridshiftError(f"invalid batch job: {fields}") from None
-    if not args.local:
-        answer = _client(args).submit_job(spec.model_dump(mode="json"), _admin_token())
-        print(answer["job_id"])
-        return 0
+
+
+def cmd_batch_submit(args: argparse.Namespace) -> int:
+    from batch.runner import validate_spec
+
+    spec = _spec(args)
+    fleet = load_fleet(args.fleet)
+    if args.region not in fleet.region_names:
+        raise GridshiftError(f"--region: {args.region!r} is not in the fleet {list(fleet.region_names)}")
+    validate_spec(spec)  # before any cluster work: pipeline, input, output
+    if args.local:
+        return _run_local(spec, fleet, args)
+    from batch.submit import submit_job
+
+    submission = submit_job(
+        spec, fleet, address=args.address, working_dir=args.working_dir, requirements=args.requirements
+    )
+    print(submission)
+    where = f" --address {args.address}" if args.address else ""
+    print(
+        f"  logs: ray job logs {submission}{where}   progress: gridshift batch status {submission} --watch",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _run_local(spec: Any, fleet: Any, args: argparse.Namespace) -> int:
+    """The same driver in the foreground, on a local Ray (or the one at --ray-address), with a progress bar."""
     import ray
 
-    from batch.driver import run_local
+    from batch.job import run_driver
 
-    fleet = load_fleet(args.fleet)
     print(spec.job_id, flush=True)
     ray.init(address=args.ray_address or "local", namespace="gridshift", log_to_driver=False, include_dashboard=False)
+    import ray.data
+
+    # Ray Data's own bars would fight ours for the terminal; its progress still goes to its log file.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    bar = ProgressBar(sys.stderr)
     try:
-        result = run_local(spec, fleet)
+        result = run_driver(spec, fleet, create_control=True, on_progress=bar.update)
     finally:
+        bar.close()
         ray.shutdown()
-    print(f"done: {result.rows} rows, {result.shards_run} shards run, {result.shards_skipped} already committed")
+    print(f"done: {result.rows} rows; {result.units_run} units run, {result.units_skipped} already committed")
     return 0
+
+
+class ProgressBar:
+    """One line redrawn in place on a terminal (a line every few seconds elsewhere): rows done of total, rate,
+    state and why, and the expected finish (wall) of the rows left at the measured rate."""
+
+    def __init__(self, stream: Any, every_s: float = 5.0) -> None:
+        self._stream = stream
+        self._tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._every_s = every_s
+        self._last = 0.0
+
+    def update(self, progress: Any) -> None:
+        now = time.monotonic()
+        if not self._tty and now - self._last < self._every_s and progress.state == "running":
+            return
+        self._last = now
+        rate = progress.rows_per_second
+        left_s = (progress.rows_total - progress.rows_done) / rate if rate > 0 else None
+        eta = "" if left_s is None or progress.state == "done" else f"  ~{left_s:,.0f} s left"
+        why = f"  ({progress.reason})" if progress.reason and progress.state != "running" else ""
+        line = (
+            f"{progress.state:<8} {_bar(progress.rows_done, progress.rows_total)} "
+            f"{progress.rows_done:,}/{progress.rows_total:,} rows  {rate:,.0f} rows/s{eta}{why}"
+        )
+        if self._tty:
+            self._stream.write("\r\x1b[2K" + line[:160])
+        else:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._tty:
+            self._stream.write("\n")
+            self._stream.flush()
 
 
 def _bar(done: int, total: int, width: int = 24) -> str:
@@ -112,33 +184,56 @@ def _bar(done: int, total: int, width: int = 24) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
+def _status_lines(job: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{job['job_id']}  {job['state']:<8} {_bar(job['rows_done'], job['rows_total'])} "
+        f"{job['rows_done']:,}/{job['rows_total']:,} rows  {job['rows_per_second']:,.1f} rows/s  region {job['region']}"
+    ]
+    if job["reason"]:
+        lines.append(f"  why: {job['reason']}")
+    if job["state"] == "paused" and job["expected_resume"]:
+        lines.append(f"  expected resume: {job['expected_resume']}")
+    if job.get("deadline"):
+        track = "on track" if job["on_track"] else "AT RISK"
+        lines.append(f"  expected finish: {job['expected_finish'] or '-'}  deadline: {job['deadline']}  ({track})")
+    if job.get("ray_status"):
+        lines.append(f"  ray job: {job['ray_status']}")
+    return lines
+
+
 def cmd_batch_status(args: argparse.Namespace) -> int:
     client = _client(args)
-    jobs = [client.job(args.job)] if args.job else client.jobs()
+
+    def fetch() -> list[dict[str, Any]]:
+        jobs: list[dict[str, Any]] = [client.job(args.job)] if args.job else client.jobs()
+        return jobs
+
     if args.json:
-        print(json.dumps({"jobs": jobs}, indent=2))
+        print(json.dumps({"jobs": fetch()}, indent=2))
         return 0
-    if not jobs:
-        print("no batch jobs")
-    for job in jobs:
-        print(
-            f"{job['job_id']}  {job['state']:<8} {_bar(job['rows_done'], job['rows_total'])} "
-            f"{job['rows_done']}/{job['rows_total']} rows  region {job['region']}"
-        )
-        if job["reason"]:
-            print(f"  why: {job['reason']}")
-        if job["state"] == "paused" and job["expected_resume"]:
-            print(f"  expected resume: {job['expected_resume']}")
-        track = "on track" if job["on_track"] else "AT RISK"
-        print(f"  expected finish: {job['expected_finish'] or '-'}  deadline: {job['deadline']}  ({track})")
-    return 0
+    if not args.watch:
+        jobs = fetch()
+        print("\n".join(line for job in jobs for line in _status_lines(job)) if jobs else "no batch jobs")
+        return 0
+    tty = sys.stdout.isatty()
+    try:
+        while True:
+            jobs = fetch()
+            text = "\n".join(line for job in jobs for line in _status_lines(job)) if jobs else "no batch jobs"
+            # Redraw in place on a terminal; elsewhere, one block per refresh.
+            print(("\x1b[H\x1b[2J" if tty else "") + time.strftime("%H:%M:%S ") + "\n" + text, flush=True)
+            if jobs and all(job["state"] in ("done", "failed", "stopped") for job in jobs):
+                return 0
+            time.sleep(args.every)
+    except KeyboardInterrupt:
+        return 0
 
 
 def cmd_batch_control(args: argparse.Namespace) -> int:
     client = _client(args)
     token = _admin_token()
     answer = client.pause_job(args.job, token) if args.action == "pause" else client.resume_job(args.job, token)
-    print(f"{answer['requested']} requested for {answer['job_id']}: it takes effect at the next shard boundary")
+    print(f"{answer['requested']} requested for {answer['job_id']}: no new input block starts once it takes effect")
     return 0
 
 
@@ -157,23 +252,32 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     submit = batch_verbs.add_parser("submit", help="run a Ray Data pipeline in good grid windows, exactly once")
     submit.add_argument("--pipeline", required=True, help="module:function taking (Dataset, knobs)")
-    submit.add_argument("--input", required=True, help=".txt (a row a line) or .jsonl input")
-    submit.add_argument("--output", required=True, help="output folder (part files and ledger)")
+    submit.add_argument("--input", required=True, help="file or folder: a local path or a URI (s3://, gs://)")
+    submit.add_argument("--input-format", choices=("text", "jsonl", "csv", "parquet"), help="default: by suffix")
+    submit.add_argument("--output", required=True, help="output folder: data files, manifest, commit records")
+    submit.add_argument("--output-format", choices=("parquet", "jsonl"), default="parquet")
     submit.add_argument("--deadline", required=True, help="ISO-8601 UTC deadline on the control clock")
     submit.add_argument("--region", required=True)
     submit.add_argument("--signal", choices=("carbon", "price", "headroom"), default="carbon")
-    submit.add_argument("--shard-rows", type=int, default=128, help="rows per shard (pause and commit unit)")
+    submit.add_argument("--block-rows", type=int, default=4096, help="rows per input block (pause and commit unit)")
+    submit.add_argument("--max-workers", type=int, default=2, help="most workers a pipeline stage runs")
     submit.add_argument("--job-id", help="job id (default: random)")
-    submit.add_argument("--url", default="http://127.0.0.1:8000", help="gateway to submit to")
-    submit.add_argument("--local", action="store_true", help="run the driver here instead of in the cluster")
-    submit.add_argument("--ray-address", help="with --local: join this Ray cluster (default: start one)")
-    submit.add_argument("--fleet", help="with --local: fleet YAML (default: the packaged fleet)")
+    submit.add_argument("--fleet", help="fleet YAML (default: the packaged fleet)")
+    submit.add_argument(
+        "--address", help="Ray Jobs API (the dashboard's URL, e.g. http://127.0.0.1:8265); default: this machine's"
+    )
+    submit.add_argument("--working-dir", help="upload this folder with the job and put it on its path (your code)")
+    submit.add_argument("--requirements", help="requirements file installed for the job (pip)")
+    submit.add_argument("--local", action="store_true", help="run the driver here, in the foreground, with a bar")
+    submit.add_argument("--ray-address", help="with --local: join this Ray cluster (GCS address; default: start one)")
     submit.set_defaults(func=cmd_batch_submit)
 
     status = batch_verbs.add_parser("status", help="state, progress and expected finish of batch jobs")
     status.add_argument("job", nargs="?", help="one job (default: all)")
     status.add_argument("--url", default="http://127.0.0.1:8000")
     status.add_argument("--json", action="store_true")
+    status.add_argument("--watch", action="store_true", help="redraw until every job is done, failed or stopped")
+    status.add_argument("--every", type=float, default=1.0, help="with --watch: seconds between refreshes")
     status.set_defaults(func=cmd_batch_status)
     for action in ("pause", "resume"):
         control = batch_verbs.add_parser(action, help=f"{action} a job at its next shard boundary")

@@ -67,7 +67,7 @@ def run_up(fleet: FleetConfig, *, summary_every_s: float = 10.0, duration_s: flo
     previous_handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         print("gridshift: starting a local Ray cluster ...", flush=True)
-        start_local_ray()
+        dashboard = start_local_ray()
         # Ray's core worker installs its own SIGTERM handler (it logs and aborts the driver, so nothing shuts down
         # cleanly): take SIGINT and SIGTERM back now that Ray is up.
         for sig in previous_handlers:
@@ -78,6 +78,8 @@ def run_up(fleet: FleetConfig, *, summary_every_s: float = 10.0, duration_s: flo
         endpoint = f"http://{fleet.gateway.host}:{fleet.gateway.port}"
         print(f"gridshift: serving at {endpoint}  (OpenAI-compatible: POST {endpoint}/v1/embeddings)")
         print(f"gridshift: docs at {endpoint}/docs, regions at {endpoint}/v1/regions")
+        if dashboard:
+            print(f"gridshift: Ray dashboard and Jobs API at {dashboard} (batch jobs run as Ray Jobs)")
         if generated:
             # Printed once, as Jupyter does; it is never logged.
             print(f"gridshift: admin token (set {ADMIN_TOKEN_ENV} to choose your own): {token}")

@@ -26,6 +26,7 @@ class Deployed:
     url: str
     admin_token: str
     control: Any
+    dashboard: str  # the Ray Jobs API of the shared cluster
 
 
 def integration_fleet() -> FleetConfig:
@@ -50,11 +51,13 @@ def deployed() -> Iterator[Deployed]:
 
     fleet = integration_fleet()
     os.environ["GRIDSHIFT_OPENADR_CLIENT_ID"], os.environ["GRIDSHIFT_OPENADR_CLIENT_SECRET"] = OPENADR_CLIENT
-    start_local_ray(num_cpus=2)
+    dashboard = start_local_ray(num_cpus=2)
+    if dashboard is None:  # pragma: no cover - start_local_ray starts the dashboard unless told not to
+        raise RuntimeError("the test cluster has no dashboard: batch jobs cannot be submitted as Ray Jobs")
     try:
         control = get_or_create_control_actor(fleet)
         deploy(fleet, ADMIN_TOKEN, blocking_timeout_s=300)
-        yield Deployed(fleet, f"http://127.0.0.1:{PORT}", ADMIN_TOKEN, control)
+        yield Deployed(fleet, f"http://127.0.0.1:{PORT}", ADMIN_TOKEN, control, dashboard)
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()

@@ -143,7 +143,8 @@ class LocalRayCluster:
             raise RuntimeError(f"{self.name}: ray start exited: {exited}\n{self.logs_tail()}")
 
     def start_head(self, declarations: list[str], num_cpus: int) -> None:
-        """The head node: GCS on base_port, no dashboard, its flags as a node type of cluster.yaml declares."""
+        """The head node: GCS on base_port, the dashboard (and the Ray Jobs API batch jobs are submitted through) on
+        loopback, its flags as a node type of cluster.yaml declares."""
         base = self.base_port
         self._start(
             [
@@ -151,7 +152,8 @@ class LocalRayCluster:
                 f"--port={self.gcs_port}",
                 f"--ray-client-server-port={base + 3}",
                 f"--dashboard-port={base + 8}",
-                "--include-dashboard=false",
+                "--include-dashboard=true",
+                "--dashboard-host=127.0.0.1",
                 f"--temp-dir={self.temp_dir / 'ray'}",
                 f"--num-cpus={num_cpus}",
                 f"--object-store-memory={OBJECT_STORE_BYTES}",

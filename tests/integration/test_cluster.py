@@ -154,7 +154,7 @@ def test_every_regional_replica_and_batch_job_runs_on_its_regions_node(
         "output": str(tmp_path / "out"),
         "deadline": "2022-09-08T12:00:00Z",
         "region": "us-west-1",
-        "shard_rows": 20,
+        "block_rows": 20,
     }
     client.submit_job(job, ADMIN_TOKEN)  # raises unless accepted
     deadline = time.monotonic() + 60

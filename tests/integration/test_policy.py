@@ -97,22 +97,22 @@ def test_a_running_batch_job_pauses_under_an_emergency_and_finishes_after_it(
 ) -> None:
     import ray
 
-    from batch.driver import run_local
-    from batch.ledger import read_output
+    from batch.job import run_driver
     from batch.spec import BatchJobSpec
+    from tests.integration.test_batch import read_output
 
-    rows = 160
+    rows = 4000
     source = tmp_path / "input.txt"
     source.write_text("\n".join(f"row {i}: it can wait a little" for i in range(rows)) + "\n")
     spec = BatchJobSpec.model_validate(
         {
             "job_id": f"policy-{random.randrange(1 << 30):x}",
-            "pipeline": "example_pipelines.uppercase:uppercase",
+            "pipeline": "example_pipelines.paced:paced_uppercase",
             "input": str(source),
             "output": str(tmp_path / "out"),
             "deadline": "2022-09-07T01:55:00Z",  # this trace hour: the plan runs it now, with slack to spare
             "region": REGION,
-            "shard_rows": 10,
+            "block_rows": 100,
             "rows_per_second": 20.0,
         }
     )
@@ -120,7 +120,7 @@ def test_a_running_batch_job_pauses_under_an_emergency_and_finishes_after_it(
 
     def run() -> None:
         try:
-            run_local(spec, deployed.fleet)
+            run_driver(spec, deployed.fleet)
         except BaseException as error:
             failure.append(error)
 
@@ -130,13 +130,13 @@ def test_a_running_batch_job_pauses_under_an_emergency_and_finishes_after_it(
 
     runner = threading.Thread(target=run, daemon=True)
     runner.start()
-    wait_for(lambda: status()["rows_done"] >= 20, 60.0, "the job running")
+    wait_for(lambda: status()["rows_done"] >= 200, 60.0, "the job running")
     posted = httpx.post(
         f"{deployed.url}/v1/admin/events", json={"region": REGION, "level": 3}, headers=_admin(deployed)
     )
     event_id = posted.json()["event"]["event_id"]
     try:
-        wait_for(lambda: status()["state"] == "paused", 20.0, "the job paused at a shard boundary")
+        wait_for(lambda: status()["state"] == "paused", 20.0, "the job paused: no new block starts")
         paused = status()
         assert "batch paused at rung 3" in paused["reason"] or "grid stress 3" in paused["reason"]
         held = len(read_output(Path(spec.output)))

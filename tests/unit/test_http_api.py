@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from batch.runner import validate_spec
 from batch.spec import BatchJobSpec
+from batch.submit import RayJobState
 from fleet.clock import FixedClock
 from fleet.loaders import load_fleet, load_rtt_matrix
 from grid.context import FleetContext, load_context
@@ -46,6 +47,9 @@ class RecordingLauncher:
         self.plane.batch_report(
             JobProgress(spec.job_id, spec.region, spec.signal, spec.deadline.timestamp(), "running", 0, 10, 20.0)
         )
+
+    async def ray_jobs(self) -> list[RayJobState]:
+        return [RayJobState(spec.job_id, "RUNNING", "", spec.region, "node-1") for spec in self.launched]
 
 
 @pytest.fixture(scope="module")
@@ -337,6 +341,7 @@ def test_batch_jobs_over_http(client: TestClient, tmp_path: Path) -> None:
     job_id = submitted.json()["job_id"]
     status = client.get(f"/v1/batch/jobs/{job_id}").json()
     assert (status["state"], status["rows_total"], status["deadline"]) == ("running", 10, "2022-09-07T12:00:00Z")
+    assert status["ray_status"] == "RUNNING"
     assert [job["job_id"] for job in client.get("/v1/batch/jobs").json()["jobs"]] == [job_id]
     assert client.post(f"/v1/batch/jobs/{job_id}/pause", headers=ADMIN).json()["requested"] == "pause"
     assert client.get(f"/v1/batch/jobs/{job_id}").json()["paused_by_operator"] is True
@@ -350,7 +355,7 @@ def test_batch_jobs_over_http(client: TestClient, tmp_path: Path) -> None:
     [
         ({"pipeline": "nope"}, 422, "pipeline"),
         ({"pipeline": "no_such_module_xyz:f"}, 422, "cannot import module"),
-        ({"input": "/nonexistent/in.txt"}, 422, "cannot read"),
+        ({"input": "/nonexistent/in.txt"}, 422, "no such file or folder"),
         ({"region": "mars-north-1"}, 422, "not in the fleet"),
         ({"deadline": "tomorrow"}, 422, "deadline"),
     ],

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import batch.driver
+import batch.submit
 from batch.spec import BatchJobSpec
 from fleet.loaders import load_fleet
 from fleet.serving import RegionPinning, ServingConfig
@@ -155,25 +155,20 @@ def test_regional_replicas_reserve_cpu_and_follow_the_rule() -> None:
     assert regional_actor_options(WEST2, off, [_node("w2", "us-west-2")]) == {"num_cpus": serving.replica_num_cpus}
 
 
-class _RecordingActorClass:
-    """Stands in for `ray.remote(BatchJobActor)`: records the options a launch asks Ray for."""
+class _RecordingJobsClient:
+    """Stands in for Ray's JobSubmissionClient: records what a submission asks for."""
 
     def __init__(self) -> None:
-        self.options_seen: dict[str, Any] = {}
+        self.submitted: dict[str, Any] = {}
 
-    def options(self, **options: Any) -> _RecordingActorClass:
-        self.options_seen = options
-        return self
-
-    def remote(self, *_args: Any) -> None:
-        return None
+    def submit_job(self, **request: Any) -> str:
+        self.submitted = request
+        return str(request["submission_id"])
 
 
-def test_batch_jobs_are_launched_on_their_regions_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
-    recorder = _RecordingActorClass()
-    monkeypatch.setattr("batch.driver.ray.remote", lambda _cls: recorder)
-    monkeypatch.setattr(batch.driver, "validate_spec", lambda _spec: None)
-    monkeypatch.setattr(batch.driver, "cluster_nodes", lambda: [_node("head"), _node("w1", "us-west-1")])
+def test_batch_jobs_are_submitted_to_run_on_their_regions_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = _RecordingJobsClient()
+    monkeypatch.setattr(batch.submit, "_client", lambda _address: recorder)
     spec = BatchJobSpec.model_validate(
         {
             "job_id": "job-1",
@@ -184,12 +179,14 @@ def test_batch_jobs_are_launched_on_their_regions_nodes(monkeypatch: pytest.Monk
             "region": "us-west-1",
         }
     )
-    batch.driver.launch_in_cluster(spec, FLEET)
-    assert recorder.options_seen["name"] == batch.driver.batch_actor_name("job-1")
-    assert recorder.options_seen["resources"] == {"gridshift-region-us-west-1": pytest.approx(PIN_AMOUNT)}
-    assert recorder.options_seen["label_selector"] == {REGION_LABEL: "us-west-1"}
-    batch.driver.launch_in_cluster(spec.model_copy(update={"region": "us-east-1"}), FLEET)
-    assert "resources" not in recorder.options_seen  # us-east-1 has no node here: anywhere
+    nodes = [_node("head"), _node("w1", "us-west-1")]
+    assert batch.submit.submit_job(spec, FLEET, nodes=nodes) == "job-1"
+    assert recorder.submitted["submission_id"] == "job-1"
+    assert recorder.submitted["entrypoint_resources"] == {"gridshift-region-us-west-1": pytest.approx(PIN_AMOUNT)}
+    assert recorder.submitted["entrypoint_label_selector"] == {REGION_LABEL: "us-west-1"}
+    assert recorder.submitted["metadata"]["gridshift"] == batch.submit.JOB_KIND
+    batch.submit.submit_job(spec.model_copy(update={"region": "us-east-1"}), FLEET, nodes=nodes)
+    assert recorder.submitted["entrypoint_resources"] is None  # us-east-1 has no node here: anywhere
 
 
 def test_missing_region_nodes_names_in_cluster_regions_without_a_live_node() -> None:
