@@ -17,8 +17,16 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
-from batch.store import Piece
 from fleet.errors import GridshiftError
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A staged file holding some rows of one unit."""
+
+    staged: str  # relative to the output folder
+    rows: int
+    first_row: int  # smallest row id in it: orders a unit's pieces deterministically
 
 
 class Admission(StrEnum):
@@ -52,9 +60,11 @@ class PieceVerdict:
 class JobBook:
     """One run's view of a job's units: admissions, written rows, commits."""
 
-    def __init__(
-        self, first_rows: npt.NDArray[np.int64], unit_rows: npt.NDArray[np.int64], committed: set[int]
-    ) -> None:
+    def __init__(self) -> None:
+        self.load(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), set())
+
+    def load(self, first_rows: npt.NDArray[np.int64], unit_rows: npt.NDArray[np.int64], committed: set[int]) -> None:
+        """Take the job's units (first row id and rows of each) and those already committed."""
         self.first_rows = first_rows
         self.unit_rows = unit_rows
         self.committed: set[int] = set(committed)
@@ -135,6 +145,10 @@ class JobBook:
             self.rows_committed += int(self.unit_rows[unit])
         self._rows.pop(unit, None)
         self.redo.discard(unit)
+
+    def timeline(self) -> dict[int, tuple[tuple[float, ...], float | None]]:
+        """Per segment: when each unit was admitted, and when the segment closed (None: it ran out of units)."""
+        return {s: (tuple(self.admit_times.get(s, [])), self.closed_at.get(s)) for s in sorted(self.admitted)}
 
     def rows_done(self) -> int:
         return self.rows_committed

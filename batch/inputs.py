@@ -15,7 +15,19 @@ import pyarrow.fs as pa_fs
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from batch.plan import FileCut, InputFormat, InputPlan, Unit, cut_lines, cut_row_groups, format_for, number_units
+from batch.plan import (
+    FINE_ROWS,
+    FileCut,
+    InputFormat,
+    InputPlan,
+    Unit,
+    auto_block_rows,
+    cut_lines,
+    cut_row_groups,
+    format_for,
+    join_ranges,
+    number_units,
+)
 from batch.spec import JobSpecError
 
 ROW_ID = "row_id"
@@ -128,13 +140,17 @@ def cut_file(uri: str, fmt: InputFormat, block_rows: int) -> FileCut:
         raise InputError(f"input {uri}: cannot read as {fmt.value}: {error}") from None
 
 
-def plan_input(resolved: ResolvedInput, block_rows: int) -> InputPlan:
-    """Plan every file with a Ray task each (the driver sees only the cut points), then number the units."""
+def plan_input(resolved: ResolvedInput, block_rows: int | None, workers: int) -> InputPlan:
+    """Plan every file with a Ray task each (the driver sees only the cut points), join the cuts into units of
+    `block_rows` (None: chosen from the input's size and the job's workers), then number the units."""
     import ray
 
+    fine = min(block_rows or FINE_ROWS, FINE_ROWS)
     cut = ray.remote(num_cpus=0.25, max_retries=3)(cut_file)
-    cuts: list[FileCut] = ray.get([cut.remote(file, resolved.format, block_rows) for file in resolved.files])
-    plan = number_units(resolved.format, resolved.files, resolved.sizes, cuts)
+    cuts: list[FileCut] = ray.get([cut.remote(file, resolved.format, fine) for file in resolved.files])
+    rows = sum(r for c in cuts for _, _, r in c.ranges)
+    size = block_rows or auto_block_rows(rows, workers)
+    plan = number_units(resolved.format, resolved.files, resolved.sizes, [join_ranges(c, size) for c in cuts])
     if not plan.units:
         raise InputError(f"input {resolved.uri}: no rows")
     return plan

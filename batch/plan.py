@@ -202,6 +202,37 @@ def cut_row_groups(row_group_rows: Sequence[int], block_rows: int) -> FileCut:
     return FileCut(tuple(ranges))
 
 
+FINE_ROWS = 1024
+"""Files are first cut this fine, then cuts are joined into units of the job's size (chosen once the rows are known)."""
+AUTO_UNITS_PER_WORKER = 8
+AUTO_MIN_ROWS, AUTO_MAX_ROWS = 1024, 16_384
+
+
+def auto_block_rows(rows: int, workers: int) -> int:
+    """Rows per unit when the job names none: about eight units per worker, so the stream stays parallel and a pause
+    waits for little, within [1,024, 16,384]: a unit costs the engine a few milliseconds whatever its size, and a
+    unit of a heavy pipeline (a model) should still finish in seconds."""
+    per_unit = -(-rows // max(1, AUTO_UNITS_PER_WORKER * workers))
+    return max(AUTO_MIN_ROWS, min(AUTO_MAX_ROWS, per_unit))
+
+
+def join_ranges(cut: FileCut, block_rows: int) -> FileCut:
+    """Join a file's consecutive cuts into ranges of at least `block_rows` rows (the last may hold fewer): the
+    ranges are contiguous in the file, so a joined range reads the same rows as its parts."""
+    joined: list[tuple[int, int, int]] = []
+    start, end, rows = -1, -1, 0
+    for part_start, part_end, part_rows in cut.ranges:
+        if rows == 0:
+            start = part_start
+        end, rows = part_end, rows + part_rows
+        if rows >= block_rows:
+            joined.append((start, end, rows))
+            rows = 0
+    if rows:
+        joined.append((start, end, rows))
+    return FileCut(tuple(joined), cut.header)
+
+
 def number_units(kind: InputFormat, files: Sequence[str], sizes: Sequence[int], cuts: Sequence[FileCut]) -> InputPlan:
     """Give every range a unit index and its first row id, in file order."""
     units: list[Unit] = []

@@ -7,6 +7,7 @@ commit sink on the cluster's workers.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -18,24 +19,20 @@ from typing import Any, Protocol, cast
 import numpy as np
 from ray.actor import ActorHandle
 
-from batch.book import JobBook, PipelineError
+from batch.book import PipelineError
 from batch.inputs import plan_input, resolve_input
 from batch.plan import InputFormat, InputPlan
-from batch.sink import CommitSink, UnitSource, book_client
+from batch.sink import BookActor, CommitSink, UnitSource, book_client
 from batch.spec import BatchJobSpec, load_pipeline
 from batch.store import OutputStore
 from policies.batch_gate import BatchKnobs, GateAnswer, JobProgress
 
 logger = logging.getLogger("gridshift.batch")
 
-MAX_UNITS_PER_SEGMENT = 1024
-"""A segment that closes early leaves its unstarted read tasks to answer 'skip'; this bounds that churn."""
-IO_TASK_CPUS = 0.25
-"""CPUs each read and write task reserves: they wait on storage more than they compute, and a shared host keeps most
-of its CPUs for the serving fleet and the team's own stages."""
-READ_TASKS = 2
-"""Read tasks at once: reading a unit is quick, and a read task waiting for room in the window holds its CPUs."""
-WATCH_S = 0.5
+MAX_UNITS_PER_SEGMENT = 64
+"""Units one Ray Data execution is planned with. A segment closed early leaves its unstarted read tasks to start
+only to skip (a few milliseconds each): this bounds that churn, at the price of a new execution every so many units."""
+WATCH_S = 0.25
 """How often a running job asks the control plane whether it may go on (the pause reaction, plus a call)."""
 _RATE_SMOOTHING = 0.5
 
@@ -57,6 +54,13 @@ class JobResult:
     units_run: int
     units_skipped: int
     segments: int
+    timeline: dict[int, tuple[tuple[float, ...], float | None]] = dataclasses.field(default_factory=dict)
+
+
+def job_knobs(spec: BatchJobSpec, granted: BatchKnobs) -> BatchKnobs:
+    """The knobs a segment runs with: the control plane's (batch size, precision, workers), on the job's own
+    per-worker CPUs."""
+    return dataclasses.replace(granted, num_cpus=spec.worker_cpus)
 
 
 def in_flight_window(knobs: BatchKnobs) -> int:
@@ -79,7 +83,7 @@ def load_plan(spec: BatchJobSpec, store: OutputStore) -> InputPlan:
     if stored is not None:
         return InputPlan.from_dict(stored["plan"])
     declared = None if spec.input_format is None else InputFormat(spec.input_format)
-    plan = plan_input(resolve_input(spec.input, declared), spec.block_rows)
+    plan = plan_input(resolve_input(spec.input, declared), spec.block_rows, spec.max_workers)
     store.open_job({**manifest, "plan": plan.to_dict(), "rows": plan.rows, "units": len(plan.units)})
     return plan
 
@@ -132,10 +136,18 @@ class _Watcher:
     """Asks the control plane every WATCH_S whether the job may go on, and closes the segment when it may not (or
     when the knobs in force change); keeps the progress it reports current meanwhile."""
 
-    def __init__(self, control: JobControl, progress: _Progress, book: ActorHandle[JobBook], knobs: BatchKnobs) -> None:
+    def __init__(
+        self,
+        control: JobControl,
+        progress: _Progress,
+        book: ActorHandle[BookActor],
+        spec: BatchJobSpec,
+        knobs: BatchKnobs,
+    ) -> None:
         self._control = control
         self._progress = progress
         self._book = book_client(book)
+        self._spec = spec
         self._knobs = knobs
         self._stop = threading.Event()
         self.closed_reason: str | None = None
@@ -144,18 +156,18 @@ class _Watcher:
 
     def _run(self) -> None:
         while not self._stop.wait(WATCH_S):
-            self._progress.observe(self._book.call_sync(JobBook.rows_done))
+            self._progress.observe(self._book.call_sync(BookActor.rows_done))
             answer = self._control.gate(self._progress.report("running", ""))
             if answer is None:
                 continue
             reason = None
             if not answer.run:
                 reason = f"pause: {answer.reason}"
-            elif answer.knobs != self._knobs:
+            elif job_knobs(self._spec, answer.knobs) != self._knobs:
                 reason = f"knobs changed to {answer.knobs}"
             if reason is not None and self.closed_reason is None:
                 self.closed_reason = reason
-                self._book.call_sync(JobBook.close_segment, reason, time.time())
+                self._book.call_sync(BookActor.close_segment, reason, time.time())
                 logger.info("gate closed: %s", reason)
 
     def stop(self) -> None:
@@ -176,17 +188,17 @@ def run_job(
     import ray.data
 
     pipeline = load_pipeline(spec.pipeline)
+    # The book's worker process starts while the input is planned and the folder recovered.
+    book = cast("ActorHandle[BookActor]", ray.remote(BookActor).options(num_cpus=0).remote())
+    books = book_client(book)
     store = OutputStore(spec.output)
     plan = load_plan(spec, store)
     committed = set(store.recover())
     skipped = len(committed)
     unit_rows = np.fromiter((u.rows for u in plan.units), dtype=np.int64, count=len(plan.units))
-    book = cast(
-        "ActorHandle[JobBook]", ray.remote(JobBook).options(num_cpus=0).remote(plan.starts, unit_rows, committed)
-    )
-    books = book_client(book)
+    books.call_sync(BookActor.load, plan.starts, unit_rows, committed)
     run = uuid.uuid4().hex[:12]
-    progress = _Progress(spec, plan.rows, books.call_sync(JobBook.rows_done))
+    progress = _Progress(spec, plan.rows, books.call_sync(BookActor.rows_done))
     progress.on_report = on_progress
     segment = 0
 
@@ -209,34 +221,37 @@ def run_job(
         if stop():
             return stopped()
         segment += 1
+        knobs = job_knobs(spec, answer.knobs)
         chunk = remaining[:MAX_UNITS_PER_SEGMENT]
         control.report(progress.report("running", answer.reason))
-        books.call_sync(JobBook.start_segment, segment, in_flight_window(answer.knobs))
+        books.call_sync(BookActor.start_segment, segment, in_flight_window(knobs))
         progress.segment_started()
-        watcher = _Watcher(control, progress, book, answer.knobs)
+        watcher = _Watcher(control, progress, book, spec, knobs)
         try:
             # One block per unit: left to itself, Ray Data splits small reads to reach its minimum parallelism, and
-            # a unit cut into pieces commits as several files.
+            # a unit cut into pieces commits as several files. Reads and writes ask for the workers' resources and
+            # concurrency, so Ray Data fuses them with the stages next to them wherever the pipeline runs its
+            # stages on knobs.num_cpus and knobs.concurrency.
             units = UnitSource(plan, chunk, segment, book)
             source = ray.data.read_datasource(
-                units, num_cpus=IO_TASK_CPUS, override_num_blocks=len(chunk), concurrency=READ_TASKS
+                units, num_cpus=knobs.num_cpus, concurrency=knobs.concurrency, override_num_blocks=len(chunk)
             )
-            result = pipeline(source, answer.knobs)
+            result = pipeline(source, knobs)
             if not isinstance(result, ray.data.Dataset):
                 raise PipelineError(f"pipeline returned {type(result).__name__}, expected a ray.data.Dataset")
             sink = CommitSink(spec.output, spec.output_format, run, plan, book)
-            result.write_datasink(sink, ray_remote_args={"num_cpus": IO_TASK_CPUS})
+            result.write_datasink(sink, ray_remote_args={"num_cpus": knobs.num_cpus}, concurrency=knobs.concurrency)
         finally:
             watcher.stop()
-        missing = books.call_sync(JobBook.incomplete, segment)
+        missing = books.call_sync(BookActor.incomplete, segment)
         if missing:
             unit, ids = next(iter(missing.items()))
             raise PipelineError(
                 f"pipeline must return each input row exactly once: unit {unit} is missing row(s) {ids}"
             )
-        books.call_sync(JobBook.take_redo)
-        committed = books.call_sync(JobBook.committed_units)
-        progress.observe(books.call_sync(JobBook.rows_done))
+        books.call_sync(BookActor.take_redo)
+        committed = books.call_sync(BookActor.committed_units)
+        progress.observe(books.call_sync(BookActor.rows_done))
         logger.info(
             "job %s: segment %d: %d of %d rows committed (%s)",
             spec.job_id,
@@ -247,7 +262,8 @@ def run_job(
         )
     store.finish({"job_id": spec.job_id, "rows": plan.rows, "units": len(plan.units), "segments": segment})
     control.report(progress.report("done", "every row committed"))
-    return JobResult(spec.job_id, progress.rows_done, len(committed) - skipped, skipped, segment)
+    timeline = books.call_sync(BookActor.timeline)
+    return JobResult(spec.job_id, progress.rows_done, len(committed) - skipped, skipped, segment, timeline)
 
 
 def validate_spec(spec: BatchJobSpec) -> None:

@@ -6,6 +6,8 @@ Both run on the cluster's workers; only unit indices, row counts and file names 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import time
 import uuid
@@ -20,47 +22,86 @@ from ray.actor import ActorHandle
 from ray.data.block import Block, BlockAccessor, BlockMetadata
 from ray.data.datasource import Datasink, Datasource, ReadTask
 
-from batch.book import Admission, JobBook, PipelineError, check_rows
+from batch.book import Admission, JobBook, Piece, PipelineError, check_rows
 from batch.inputs import ROW_ID, read_unit
 from batch.plan import InputPlan, Unit
-from batch.store import STAGING, OutputStore, Piece
+from batch.store import STAGING, OutputStore
 from policies.actors.client import ActorClient
 
-ADMIT_POLL_S = 0.05
-"""How often a read task waiting for room in its segment's window asks again."""
+ADMIT_WAIT_S = 1.0
+"""Longest a read task's admission waits in the book before it asks again (a wake-up is normally sooner)."""
 BOOK_CALL_TIMEOUT_S = 30.0
 """A book call is a few microseconds of work; this only bounds waiting behind a busy cluster."""
 
 
-def book_client(handle: ActorHandle[JobBook]) -> ActorClient[JobBook]:
+class BookActor(JobBook):
+    """The job's book as a Ray actor (async: a read task waiting for room in the window waits in the actor, woken
+    when a unit commits or the segment closes, instead of polling)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wakeups: list[asyncio.Event] = []
+
+    def _wake(self) -> None:
+        wakeups, self._wakeups = self._wakeups, []
+        for event in wakeups:
+            event.set()
+
+    async def admit_when_room(self, segment: int, unit: int) -> Admission:
+        """`admit`, with a WAIT waited out here: GO or SKIP (or WAIT after ADMIT_WAIT_S, to be asked again)."""
+        answer = self.admit(segment, unit, time.time())
+        if answer is not Admission.WAIT:
+            return answer
+        event = asyncio.Event()
+        self._wakeups.append(event)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), ADMIT_WAIT_S)
+        return self.admit(segment, unit, time.time())
+
+    def mark_committed(self, unit: int) -> None:
+        super().mark_committed(unit)
+        self._wake()
+
+    def close_segment(self, reason: str, now_s: float) -> None:
+        super().close_segment(reason, now_s)
+        self._wake()
+
+    def take_redo(self) -> set[int]:
+        redo = super().take_redo()
+        self._wake()
+        return redo
+
+
+def book_client(handle: ActorHandle[BookActor]) -> ActorClient[BookActor]:
     return ActorClient("job-book", handle, timeout_s=BOOK_CALL_TIMEOUT_S)
 
 
 @dataclass(frozen=True)
 class _UnitRead:
-    """What one read task needs: its unit and its file's place in the plan (not the whole plan)."""
+    """One read task: its unit, admitted by the book before it is read, and its file's place in the plan (a plan cut
+    down to that file travels with the task, not the whole plan)."""
 
     plan: InputPlan
     unit: Unit
     segment: int
-    book: ActorHandle[JobBook]
+    book: ActorHandle[BookActor]
 
     def __call__(self) -> Iterator[Block]:
         book = book_client(self.book)
-        while True:
-            answer = book.call_sync(JobBook.admit, self.segment, self.unit.index, time.time())
-            if answer is Admission.GO:
-                break
-            if answer is Admission.SKIP:
-                return  # the segment closed (a pause or new knobs): this unit runs in a later one
-            time.sleep(ADMIT_POLL_S)  # the segment's window is full: wait for a unit to commit
-        yield read_unit(self.plan, self.unit)
+        # The segment's window may be full: the book holds the call until a unit commits (or the segment closes).
+        admit = BookActor.admit_when_room
+        while (answer := book.call_sync_awaited(admit, self.segment, self.unit.index)) is Admission.WAIT:
+            continue
+        if answer is Admission.GO:
+            yield read_unit(self.plan, self.unit)
+        # SKIP: the segment closed (a pause or new knobs) and this unit runs in a later one, or it is committed.
 
 
 class UnitSource(Datasource):
-    """The job's remaining units, one read task each, gated by the job's book."""
+    """The job's remaining units, one read task each (a task's blocks reach the next stage only when it ends, so a
+    unit per task keeps the stream moving), gated by the job's book."""
 
-    def __init__(self, plan: InputPlan, units: list[Unit], segment: int, book: ActorHandle[JobBook]) -> None:
+    def __init__(self, plan: InputPlan, units: list[Unit], segment: int, book: ActorHandle[BookActor]) -> None:
         self._plan = plan
         self._units = units
         self._segment = segment
@@ -83,7 +124,6 @@ class UnitSource(Datasource):
         self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
     ) -> list[ReadTask]:
         del parallelism, per_task_row_limit, data_context  # one task per unit: the unit of gate and commit
-        # Each task carries a plan cut down to its own file, so a plan of many units is not shipped with every task.
         tasks = []
         for unit in self._units:
             own = InputPlan(
@@ -93,14 +133,14 @@ class UnitSource(Datasource):
                 (unit,),
                 (self._plan.headers[unit.file],),
             )
-            local_unit = Unit(unit.index, 0, unit.start, unit.end, unit.first_row, unit.rows)
+            local = Unit(unit.index, 0, unit.start, unit.end, unit.first_row, unit.rows)
             metadata = BlockMetadata(
                 num_rows=unit.rows,
                 size_bytes=self._unit_bytes(unit),
                 input_files=(self._plan.files[unit.file],),
                 exec_stats=None,
             )
-            tasks.append(ReadTask(_UnitRead(own, local_unit, self._segment, self._book), metadata))
+            tasks.append(ReadTask(_UnitRead(own, local, self._segment, self._book), metadata))
         return tasks
 
 
@@ -117,7 +157,9 @@ def _encode(table: pa.Table, output_format: str) -> bytes:
 class CommitSink(Datasink[list[int]]):
     """Stages each unit's rows of every block and commits the units it completes; returns the units it committed."""
 
-    def __init__(self, output: str, output_format: str, run: str, plan: InputPlan, book: ActorHandle[JobBook]) -> None:
+    def __init__(
+        self, output: str, output_format: str, run: str, plan: InputPlan, book: ActorHandle[BookActor]
+    ) -> None:
         self._output = output
         self._format = output_format
         self._suffix = ".parquet" if output_format == "parquet" else ".jsonl"
@@ -153,11 +195,11 @@ class CommitSink(Datasink[list[int]]):
         return committed
 
     def _stage(
-        self, store: OutputStore, book: ActorClient[JobBook], unit: int, rows: pa.Table, row_ids: np.ndarray[Any, Any]
+        self, store: OutputStore, book: ActorClient[BookActor], unit: int, rows: pa.Table, row_ids: np.ndarray[Any, Any]
     ) -> list[int]:
         staged = f"{STAGING}/{self._run}/u{unit:06d}-{uuid.uuid4().hex[:12]}{self._suffix}"
         store.write(staged, _encode(rows, self._format))
-        verdict = book.call_sync(JobBook.add_piece, unit, row_ids, Piece(staged, len(row_ids), int(row_ids[0])))
+        verdict = book.call_sync(BookActor.add_piece, unit, row_ids, Piece(staged, len(row_ids), int(row_ids[0])))
         if verdict.drop:
             store.delete(staged)
             return []
@@ -169,5 +211,5 @@ class CommitSink(Datasink[list[int]]):
             store.roll_forward(unit)
             for piece in verdict.commit:
                 store.delete(piece.staged)
-        book.call_sync(JobBook.mark_committed, unit)
+        book.call_sync(BookActor.mark_committed, unit)
         return [unit] if won else []

@@ -12,7 +12,6 @@ from fleet.base import UtcDatetime
 from fleet.errors import GridshiftError
 
 PIPELINE_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
-DEFAULT_BLOCK_ROWS = 4096
 
 
 class JobSpecError(GridshiftError):
@@ -38,13 +37,19 @@ class BatchJobSpec(BaseModel):
     deadline: UtcDatetime = Field(description="When every row must be done (UTC, on the control clock).")
     region: str = Field(min_length=1, description="Region whose grid the job follows.")
     signal: Literal["carbon", "price", "headroom"] = Field("carbon", description="What the planner optimises.")
-    block_rows: PositiveInt = Field(
-        DEFAULT_BLOCK_ROWS,
+    block_rows: PositiveInt | None = Field(
+        None,
         le=1_000_000,
-        description="Rows per input block (Parquet: at least, whole row groups): the unit of pause and commit.",
+        description="Rows per input block (Parquet: at least, whole row groups), the unit of pause and commit; "
+        "null: about eight blocks per worker, 1,024 to 16,384 rows each.",
     )
     max_workers: PositiveInt = Field(
         2, le=1024, description="Most workers (actors or tasks) a stage of the pipeline runs; the policy may lower it."
+    )
+    worker_cpus: PositiveFloat = Field(
+        0.25,
+        le=64.0,
+        description="CPUs each worker reserves (knobs.num_cpus; fractional on a small host that also serves).",
     )
     rows_per_second: PositiveFloat = Field(
         20.0, description="Initial throughput estimate (wall rows/s) until blocks are measured."

@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow.fs as pa_fs
 
+from batch.book import Piece
 from batch.inputs import filesystem_for
 from batch.spec import JobSpecError
 
@@ -45,15 +46,6 @@ def record_name(unit: int) -> str:
 
 def final_name(unit: int, piece: int, suffix: str) -> str:
     return f"part-{unit:06d}-{piece:02d}{suffix}"
-
-
-@dataclass(frozen=True)
-class Piece:
-    """A staged file holding some rows of one unit."""
-
-    staged: str  # relative to the output folder
-    rows: int
-    first_row: int  # smallest row id in it: orders a unit's pieces deterministically
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,9 @@ import numpy as np
 from fleet.serving import Precision
 from policies.batch_gate import BatchKnobs
 
-# Each actor reserves a quarter CPU: on a 2-core host the Serve fleet holds most of the CPUs already.
-ACTOR_NUM_CPUS = 0.25
-
 
 class Embedder:
-    """One model replica in the pool: loaded once, then embedding batches {row_id, text}."""
+    """One model replica in the pool: loaded once, then embedding batches of {text, ...}."""
 
     def __init__(self, precision: str) -> None:
         from serve_apps.embedding import MiniLMEmbedder
@@ -32,16 +29,12 @@ class Embedder:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         vectors = self._model.embed([str(text) for text in batch["text"]], self._precision)
-        return {
-            "row_id": batch["row_id"],
-            "text": batch["text"],
-            "embedding": vectors,
-            "precision": [self._precision.value] * len(vectors),
-        }
+        # Every column it was given stays (gridshift's row_id among them): the same function runs on plain Ray Data.
+        return {**batch, "embedding": vectors, "precision": [self._precision.value] * len(vectors)}
 
 
 def embed_corpus(dataset: Any, knobs: BatchKnobs) -> Any:
-    """Rows {row_id, text} -> {row_id, text, embedding (384 floats), precision}, at the knobs of the moment."""
+    """Rows {row_id, text, ...} -> the same plus embedding (384 floats) and precision, at the knobs of the moment."""
     import ray.data
 
     return dataset.map_batches(
@@ -49,5 +42,5 @@ def embed_corpus(dataset: Any, knobs: BatchKnobs) -> Any:
         fn_constructor_kwargs={"precision": knobs.precision},
         batch_size=knobs.batch_size,
         compute=ray.data.ActorPoolStrategy(size=knobs.concurrency),
-        num_cpus=ACTOR_NUM_CPUS,
+        num_cpus=knobs.num_cpus,
     )

@@ -27,6 +27,6 @@ def paced_uppercase(dataset: Any, knobs: BatchKnobs) -> Any:
     return dataset.map_batches(
         _paced_upper,
         batch_size=knobs.batch_size,
-        num_cpus=0.25,
+        num_cpus=knobs.num_cpus,
         compute=ray.data.TaskPoolStrategy(size=knobs.concurrency),
     )

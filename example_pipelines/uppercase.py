@@ -12,8 +12,6 @@ import numpy as np
 
 from policies.batch_gate import BatchKnobs
 
-TASK_NUM_CPUS = 0.25
-
 
 def _upper(batch: dict[str, np.ndarray]) -> dict[str, Any]:
     return {**batch, "upper": np.char.upper(batch["text"].astype(str))}
@@ -25,6 +23,6 @@ def uppercase(dataset: Any, knobs: BatchKnobs) -> Any:
     return dataset.map_batches(
         _upper,
         batch_size=knobs.batch_size,
-        num_cpus=TASK_NUM_CPUS,
+        num_cpus=knobs.num_cpus,
         compute=ray.data.TaskPoolStrategy(size=knobs.concurrency),
     )

@@ -18,6 +18,7 @@ class BatchKnobs:
     batch_size: int
     precision: str
     concurrency: int = 1  # workers (actor-pool size, or parallel tasks) a stage of the pipeline may run
+    num_cpus: float = 0.25  # CPUs each of those workers reserves (the job's, not the grid's: see BatchJobSpec)
 
 
 def workers_for(max_workers: int, fraction: float) -> int:

@@ -5,7 +5,7 @@ and in-process tools). No caller writes `.remote()` by hand or keeps a copy of a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast
 
 import ray
@@ -77,6 +77,16 @@ class ActorClient(Generic[Api]):
             raise
 
     def call_sync(self, method: Callable[Concatenate[Api, P], R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return cast(R, ray.get(self._remote(method, args, kwargs), timeout=self.timeout_s))
+        except Exception:
+            self._forget()
+            raise
+
+    def call_sync_awaited(
+        self, method: Callable[Concatenate[Api, P], Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """`call_sync` for an async method of the actor: Ray awaits it in the actor; this blocks for its result."""
         try:
             return cast(R, ray.get(self._remote(method, args, kwargs), timeout=self.timeout_s))
         except Exception:

@@ -259,7 +259,9 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     submit.add_argument("--deadline", required=True, help="ISO-8601 UTC deadline on the control clock")
     submit.add_argument("--region", required=True)
     submit.add_argument("--signal", choices=("carbon", "price", "headroom"), default="carbon")
-    submit.add_argument("--block-rows", type=int, default=4096, help="rows per input block (pause and commit unit)")
+    submit.add_argument(
+        "--block-rows", type=int, help="rows per input block, the pause and commit unit (default: auto)"
+    )
     submit.add_argument("--max-workers", type=int, default=2, help="most workers a pipeline stage runs")
     submit.add_argument("--job-id", help="job id (default: random)")
     submit.add_argument("--fleet", help="fleet YAML (default: the packaged fleet)")

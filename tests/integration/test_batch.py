@@ -375,3 +375,49 @@ def test_the_cli_submits_a_ray_job_and_refuses_bad_input_before_any_work(deploye
         time.sleep(0.5)
     assert states.get(spec.job_id) == "SUCCEEDED", states
     _assert_exactly_once(spec)
+
+
+def test_a_whole_cluster_restart_mid_job_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    from tests.integration.local_cluster import LocalRayCluster
+
+    rows = 6000
+    spec = _spec(
+        tmp_path,
+        pipeline=PACED,
+        input=str(_corpus(tmp_path, rows)),
+        region="us-west-2",
+        deadline="2022-09-07T01:20:00Z",
+        block_rows=200,
+    )
+    for attempt in ("interrupted", "resumed"):
+        cluster = LocalRayCluster(f"restart-{attempt}", 23500)
+        cluster.start_head([], num_cpus=2)
+        try:
+            cluster.assert_running(settle_s=3.0)
+            log = tmp_path / f"driver-{attempt}.log"
+            with log.open("wb") as stderr:
+                driver = subprocess.Popen(
+                    _local_submit(spec, cluster.address),
+                    env=cluster.env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    start_new_session=True,
+                )
+            try:
+                if attempt == "resumed":
+                    driver.wait(timeout=300)
+                    assert driver.returncode == 0, log.read_text()[-3000:]
+                    continue
+                deadline = time.monotonic() + 120
+                while len(OutputStore(spec.output).records()) < 5 and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                assert driver.poll() is None, "the job ended before the cluster went down: lengthen it"
+                cluster.stop()  # every Ray process of the cluster killed at once: a whole-cluster outage
+            finally:
+                if driver.poll() is None:
+                    os.killpg(driver.pid, signal.SIGKILL)
+                    driver.wait()
+        finally:
+            cluster.stop()
+        assert 5 <= len(OutputStore(spec.output).records()) < rows // 200
+    _assert_exactly_once(spec)

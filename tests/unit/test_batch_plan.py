@@ -7,9 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batch.book import Admission, JobBook, PipelineError, check_rows
-from batch.plan import InputFormat, cut_lines, cut_row_groups, number_units
-from batch.store import Piece
+from batch.book import Admission, JobBook, Piece, PipelineError, check_rows
+from batch.plan import InputFormat, auto_block_rows, cut_lines, cut_row_groups, join_ranges, number_units
 
 
 def _reference_rows(data: bytes, kind: InputFormat) -> list[bytes]:
@@ -69,7 +68,9 @@ def test_row_groups_are_never_split_and_units_number_rows_in_order() -> None:
 
 def _book() -> JobBook:
     # Three units of 4 rows: ids 0-3, 4-7, 8-11; unit 2 already committed by an earlier run.
-    return JobBook(np.array([0, 4, 8]), np.array([4, 4, 4]), {2})
+    book = JobBook()
+    book.load(np.array([0, 4, 8]), np.array([4, 4, 4]), {2})
+    return book
 
 
 def _piece(ids: list[int]) -> tuple[np.ndarray, Piece]:
@@ -158,3 +159,17 @@ def test_operators_see_jobs_the_control_plane_has_not_heard_from_with_their_ray_
         ("b", "running", "RUNNING"),
     ]
     assert "team_code" in str(merged[0]["reason"])  # a job that died before its first report says why
+
+
+def test_fine_cuts_join_into_units_of_the_chosen_size_and_auto_sizes_scale_with_input() -> None:
+    data = b"".join(b"row %d\n" % i for i in range(10))
+    fine = cut_lines([data], InputFormat.TEXT, 3)
+    joined = join_ranges(fine, 7)
+    assert [rows for _, _, rows in joined.ranges] == [9, 1]  # whole fine cuts: 3 + 3 + 3, then what is left
+    assert joined.ranges[0][0] == 0
+    assert joined.ranges[-1][1] == len(data)
+    assert data[joined.ranges[1][0] : joined.ranges[1][1]] == b"row 9\n"
+    assert auto_block_rows(200_000, workers=2) == 12_500  # about eight units a worker
+    assert auto_block_rows(2_000_000, workers=2) == 16_384  # capped: a unit stays seconds of work
+    assert auto_block_rows(20_000, workers=2) == 1_250
+    assert auto_block_rows(500, workers=2) == 1_024  # floored: tiny units cost more than they save

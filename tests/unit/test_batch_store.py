@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from batch.book import Piece
 from batch.inputs import InputError, cut_file, read_unit, resolve_input
 from batch.plan import InputPlan, number_units
 from batch.spec import BatchJobSpec, JobSpecError, load_pipeline
-from batch.store import STAGING, CommitRecord, OutputError, OutputStore, Piece, record_name
+from batch.store import STAGING, CommitRecord, OutputError, OutputStore, record_name
 from policies.batch_gate import BatchKnobs, JobProgress, PlanVerdict, decide_gate, job_status
 
 KNOBS = BatchKnobs(batch_size=16, precision="fp32")
@@ -156,7 +157,7 @@ def test_job_spec_validation() -> None:
         "deadline": "2022-09-07T12:00:00Z",
         "region": "us-west-1",
     }
-    assert BatchJobSpec.model_validate(good).block_rows == 4096
+    assert BatchJobSpec.model_validate(good).block_rows is None  # chosen at planning from the size of the input
     for field, value in (("pipeline", "not a path"), ("deadline", "2022-09-07T12:00:00"), ("block_rows", 0)):
         with pytest.raises(ValueError, match=field):
             BatchJobSpec.model_validate({**good, field: value})
