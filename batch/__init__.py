@@ -1,1 +1,2 @@
-"""Batch layer: the Ray Data pipeline runner with shards, grid gate, exactly-once ledger and submission."""
+"""Batch pipelines as flexible load: input planning into units, the gated Ray Data stream, the exactly-once commit
+sink, and submission as Ray Jobs (docs/batch.md)."""

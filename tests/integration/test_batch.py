@@ -150,9 +150,13 @@ def test_operator_pause_stops_new_blocks_in_flight_ones_commit_and_resume_contin
     spec = _spec(tmp_path, pipeline=PACED, input=str(_corpus(tmp_path, 4000)), block_rows=100)
     held: list[int] = []
 
-    def before_gate(calls: int) -> None:
-        if calls == 2:  # the stream is running: its watcher has asked once already
-            assert plane.pause_job(spec.job_id)
+    paused: list[bool] = []
+
+    def before_gate(_calls: int) -> None:
+        # Pause once the stream has committed something, so "mid-job" holds however slow the machine is.
+        if not paused and Path(spec.output).exists() and OutputStore(spec.output).committed_files():
+            paused.append(plane.pause_job(spec.job_id))
+            assert paused == [True]
 
     control = RecordingControl(plane, before_gate)
 
