@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_gateway [--requests N] [--concurrency 1,4,16] [--inputs 1,8] [--hints realtime|tolerant]
         [--port 18200] [--json]
+    python -m benchmarks.bench_gateway --smoke    # toy sizes, what CI runs: the output's shape is checked
 
 One run, one local Ray cluster (a fresh one: `address="local"`, never an existing cluster), two Serve
 applications on one HTTP proxy:
@@ -306,7 +307,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--attribution-calls", type=int, default=300, help="in-process calls per timed batch (default 300)"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    parser.add_argument("--smoke", action="store_true", help="toy sizes, for CI: the output shape is checked")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.requests, args.rounds, args.concurrency, args.inputs, args.attribution_calls = 20, 2, [1, 4], [1], 20
     if min(args.requests, args.rounds, args.attribution_calls, args.ray_cpus) < 1:
         parser.error("--requests, --rounds, --attribution-calls and --ray-cpus must be positive")
     if max(args.inputs) > len(SENTENCES):
@@ -316,7 +320,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         summary = run_benchmark(args, command)
     print(json.dumps(dataclasses.asdict(summary), indent=2) if args.json else render_table(summary))
+    if args.smoke:
+        check_shape(summary, len(args.inputs) * len(args.concurrency))
     return 0
+
+
+def check_shape(summary: Summary, levels: int) -> None:
+    """What the smoke run holds itself to: a level per (inputs, concurrency), every path served like for like from
+    the region, every latency and rate positive (not the overhead target: toy sizes cannot measure it)."""
+    if len(summary.levels) != levels:
+        raise SystemExit(f"bench_gateway: {len(summary.levels)} levels, expected {levels}")
+    for level in summary.levels:
+        figures = (level.gateway.p50_ms, level.direct.p50_ms, level.p50_ratio, level.throughput_ratio)
+        if not (level.like_for_like and all(figure > 0 for figure in figures)):
+            raise SystemExit(
+                f"bench_gateway: level {level.inputs} x {level.concurrency}: {figures}, {level.like_for_like}"
+            )
 
 
 if __name__ == "__main__":

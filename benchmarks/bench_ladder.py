@@ -1,6 +1,7 @@
 """Benchmark: each rung of the magnitude ladder against full precision, side by side, at one fixed request rate.
 
     python -m benchmarks.bench_ladder [--rates 20,50,80] [--requests 400] [--rounds 2] [--tolerant-share 0.7] [--json]
+    python -m benchmarks.bench_ladder --smoke     # one rate, 20 requests, one round: what CI runs, shape checked
 
 One local Ray cluster (a fresh one), one regional Serve deployment of the real all-MiniLM-L6-v2 (one torch thread,
 as the fleet runs it), its knob sync off so the benchmark sets each rung's knobs itself (`set_knobs`, live, no
@@ -267,7 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tolerant-share", type=float, default=0.7)
     parser.add_argument("--port", type=int, default=18300, help="Serve HTTP port (loopback)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="one rate, 20 requests, one round, for CI: shape checked")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.rates, args.requests, args.rounds = "20", 20, 1
     try:
         args.rates = [float(part) for part in args.rates.split(",") if part.strip()]
     except ValueError:
@@ -278,7 +282,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--tolerant-share must be in [0, 1]")
     summary = run(args)
     print(json.dumps(summary, indent=2) if args.json else render(summary))
+    if args.smoke:
+        check_shape(summary, len(args.rates))
     return 0
+
+
+def check_shape(summary: dict[str, Any], rates: int) -> None:
+    """What the smoke run holds itself to: a level per rate, a result per rung, every CPU figure positive and every
+    cosine in (0, 1] (not the power target: toy sizes cannot measure it)."""
+    if len(summary["levels"]) != rates:
+        raise SystemExit(f"bench_ladder: {len(summary['levels'])} levels for {rates} rates")
+    for level in summary["levels"]:
+        for row in level["results"]:
+            if not (row["model_cpu_s_per_1000"] > 0 and row["process_cpu_s_per_1000"] > 0):
+                raise SystemExit(f"bench_ladder: rung {row['rung']} at {level['rate_per_s']}/s: no CPU measured")
+            if not 0 < row["tolerant_mean_cosine"] <= 1 + 1e-6:
+                raise SystemExit(f"bench_ladder: rung {row['rung']}: cosine {row['tolerant_mean_cosine']}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Benchmark: realised carbon and price of the window planner against running at once and perfect foresight.
 
 Run: python -m benchmarks.bench_planner [--jobs N] [--seed S] [--json]
+     python -m benchmarks.bench_planner --smoke [--json]   # seconds: 5 jobs per region (the output shape is checked)
 
 Protocol. For every region of the default fleet whose zone has the signal (carbon: grid_2022, 2022; price:
 prices_2023, 2023), N jobs (default 300 per region) with a release time uniform over the year (to the minute,
@@ -74,6 +75,7 @@ CASES = (
 
 MAX_WORK_H = 8
 MAX_SLACK_H = 24
+SMOKE_JOBS = 5
 
 
 def draw_jobs(rng: np.random.Generator, count: int, case: Case) -> list[Job]:
@@ -385,11 +387,12 @@ def render(rows: Sequence[Row], elapsed_s: float, config: PlannerConfig) -> str:
     return "\n".join(lines)
 
 
-def _as_json(rows: Sequence[Row], elapsed_s: float, jobs: int, seed: int, config: PlannerConfig) -> str:
+def _as_json(rows: Sequence[Row], elapsed_s: float, jobs: int, seed: int, config: PlannerConfig, smoke: bool) -> str:
     def clean(value: float) -> float | None:
         return None if math.isnan(value) else round(value, 4)
 
     payload = {
+        "smoke": smoke,
         "jobs_per_region": jobs,
         "seed": seed,
         "config": config.model_dump(),
@@ -428,15 +431,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=300, help="jobs per region and signal (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    parser.add_argument("--smoke", action="store_true", help="toy sizes, for CI: the output shape is checked")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
-    config = DEFAULT_PLANNER_CONFIG
+    config, jobs = DEFAULT_PLANNER_CONFIG, SMOKE_JOBS if args.smoke else args.jobs
     started = time.perf_counter()
-    rows = run(args.jobs, args.seed, config)
+    rows = run(jobs, args.seed, config)
     elapsed = time.perf_counter() - started
-    print(_as_json(rows, elapsed, args.jobs, args.seed, config) if args.json else render(rows, elapsed, config))
+    if args.smoke:
+        check_shape(rows, jobs)
+    print(_as_json(rows, elapsed, jobs, args.seed, config, args.smoke) if args.json else render(rows, elapsed, config))
     return 0
+
+
+def check_shape(rows: Sequence[Row], jobs: int) -> None:
+    """What the smoke run holds itself to (no result target): per signal, fleet regions in order (carbon: all) with
+    their signal's zone, `jobs` each; every strategy's figures present and finite; captured NaN only with no saving."""
+    for case in CASES:
+        got = [(row.region, row.zone, row.jobs) for row in rows if row.signal == case.signal.value]
+        fleet = [(region.name, region.zone_for(_COLUMN[case.signal]), jobs) for region in load_fleet().regions]
+        wanted = fleet if case.signal is PlanSignal.CARBON else [entry for entry in fleet if entry in got]
+        if not got or got != wanted:
+            raise SystemExit(f"bench_planner --smoke: {case.signal.value} rows {got}, expected (a subset of) {fleet}")
+    for row in rows:
+        figures = [row.work_h, *row.mean.values(), *row.savings_pct.values(), *row.mean_intervals.values()]
+        per_strategy = (row.mean, row.savings_pct, row.captured, row.captured_ci, row.misses, row.mean_intervals)
+        captured = list(row.captured.values())
+        shaped = all(list(figure) == list(STRATEGIES) for figure in per_strategy) and all(map(math.isfinite, figures))
+        counted = min(row.mean_intervals.values()) >= 1 and all(0 <= miss <= jobs for miss in row.misses.values())
+        ratios = all(map(math.isnan, captured)) or (row.captured["optimum"] == 1 and all(map(math.isfinite, captured)))
+        failed = [what for what, ok in (("keys/finite", shaped), ("counts", counted), ("captured", ratios)) if not ok]
+        if failed:
+            raise SystemExit(f"bench_planner --smoke: {row.signal} {row.region}: {', '.join(failed)} wrong in {row}")
 
 
 if __name__ == "__main__":

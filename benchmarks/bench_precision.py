@@ -1,7 +1,8 @@
 """Calibration: cost per item and quality of each embedding precision at the ladder's batch sizes, one torch thread.
 
 `--write-calibration PATH` writes the file the policy reads (schema gridshift.calibration/v1, policies/calibration.py);
-the packaged one is policies/data/calibration_minilm_cpu.json.
+the packaged one is policies/data/calibration_minilm_cpu.json. `--smoke` (what CI runs) times one round and checks
+the output's shape.
 """
 
 from __future__ import annotations
@@ -117,11 +118,14 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds, interleaved across precisions")
     parser.add_argument("--write-calibration", metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--smoke", action="store_true", help="one round, for CI: the output shape is checked")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
     started = time.perf_counter()
-    body = measure(args.rounds)
+    body = measure(1 if args.smoke else args.rounds)
+    if args.smoke:
+        check_shape(body)
     if args.write_calibration:
         Path(args.write_calibration).write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     if args.json:
@@ -145,6 +149,21 @@ def main() -> None:
     for name, report in body["quality"].items():
         print(f"{name:<9} {report['mean_cosine_to_fp32']:>9.5f} {report['min_cosine_to_fp32']:>9.5f} {report['n']:>4}")
     print(f"\nwall {time.perf_counter() - started:.1f} s")
+
+
+def check_shape(body: dict[str, Any]) -> None:
+    """What the smoke run holds itself to: a row per precision and batch size, every figure positive, every
+    precision's quality a cosine in (0, 1] (not a timing or quality target)."""
+    rows = {(row["precision"], row["batch_size"]) for row in body["results"]}
+    if rows != {(p.value, b) for p in Precision for b in BATCH_SIZES}:
+        raise SystemExit(f"bench_precision: rows {sorted(rows)} are not every precision at every batch size")
+    for row in body["results"]:
+        for key in ("ms_per_item", "cpu_ms_per_item", "items_per_s", "cost_ratio_to_fp32"):
+            if not row[key] > 0:
+                raise SystemExit(f"bench_precision: {row['precision']} batch {row['batch_size']}: {key} = {row[key]}")
+    for name, report in body["quality"].items():
+        if not 0 < report["mean_cosine_to_fp32"] <= 1 + 1e-6 or report["n"] < 1:
+            raise SystemExit(f"bench_precision: quality of {name}: {report}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Benchmark: the cost of one region choice, against a nearest-region lookup and one loopback HTTP hop.
 
-    python -m benchmarks.bench_routing [--repeat N] [--json]
+    python -m benchmarks.bench_routing [--repeat N] [--json]   # 21 rounds; fleets of 4, 16, 64 and 256 regions
+    python -m benchmarks.bench_routing --smoke [--json]        # seconds: 2 rounds, fleets of 4 and 16 (shape checked)
 
 Everything runs in one process and one run, interleaved: every round times, for each fleet size, the
 baseline (nearest healthy region: a min over the origin's round-trip-time row), `choose_region` for a
@@ -35,6 +36,9 @@ from fleet.routing import RoutingConfig, RoutingMode
 from router.routing import RegionState, RouteRequest, choose_region
 
 FLEET_SIZES = (4, 16, 64, 256)
+SMOKE_FLEET_SIZES = (4, 16)
+SMOKE_ROUNDS = 2
+SMOKE_HTTP_REQUESTS_PER_ROUND = 8
 SEED = 20220907
 REQUESTS_PER_FLEET = 64  # distinct (origin, draw) pairs cycled through, so no single path is measured
 TOLERANT_BUDGET_MS = 250.0
@@ -45,6 +49,10 @@ HTTP_REQUESTS_PER_ROUND = 40
 CONFIG = RoutingConfig()
 
 KINDS = ("baseline", "tolerant", "realtime", "explained")
+
+
+class BenchError(RuntimeError):
+    """A run of the benchmark failed; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,7 @@ class Results:
     batch_sizes: dict[tuple[int, str], int]
 
 
-async def measure(rounds: int, sizes: Sequence[int]) -> Results:
+async def measure(rounds: int, sizes: Sequence[int], http_requests: int = HTTP_REQUESTS_PER_ROUND) -> Results:
     rng = random.Random(SEED)
     fleets = {size: synthetic_fleet(size, rng) for size in sizes}
     runs = {(size, kind): decision_batch(fleets[size], kind) for size in sizes for kind in KINDS}
@@ -190,7 +198,7 @@ async def measure(rounds: int, sizes: Sequence[int]) -> Results:
                         await response.json()
                 return (time.perf_counter_ns() - start) / n
 
-            await http_batch(HTTP_REQUESTS_PER_ROUND)  # warm-up: connection, parser, handler
+            await http_batch(http_requests)  # warm-up: connection, parser, handler
 
             decision_ns: dict[tuple[int, str], list[float]] = {key: [] for key in runs}
             http_ns: list[float] = []
@@ -199,7 +207,7 @@ async def measure(rounds: int, sizes: Sequence[int]) -> Results:
                 gc.collect()
                 for job in jobs if round_index % 2 == 0 else reversed(jobs):
                     if job is None:
-                        http_ns.append(await http_batch(HTTP_REQUESTS_PER_ROUND))
+                        http_ns.append(await http_batch(http_requests))
                     else:
                         decision_ns[job].append(time_batch(runs[job], batch_sizes[job]))
     finally:
@@ -229,6 +237,7 @@ class Row:
 @dataclass(frozen=True)
 class Summary:
     benchmark: str
+    smoke: bool
     rounds: int
     http_hop_us: float
     http_requests_per_round: int
@@ -240,7 +249,13 @@ class Summary:
     rows: list[Row]
 
 
-def summarize(results: Results, sizes: Sequence[int], rounds: int) -> Summary:
+def summarize(
+    results: Results,
+    sizes: Sequence[int],
+    rounds: int,
+    http_requests: int = HTTP_REQUESTS_PER_ROUND,
+    smoke: bool = False,
+) -> Summary:
     rows = []
     for size in sizes:
         baseline = results.decision_ns[(size, "baseline")]
@@ -264,9 +279,10 @@ def summarize(results: Results, sizes: Sequence[int], rounds: int) -> Summary:
         )
     return Summary(
         benchmark="bench_routing",
+        smoke=smoke,
         rounds=rounds,
         http_hop_us=statistics.median(results.http_ns) / 1000,
-        http_requests_per_round=HTTP_REQUESTS_PER_ROUND,
+        http_requests_per_round=http_requests,
         tolerant_budget_ms=TOLERANT_BUDGET_MS,
         realtime_budget_ms=REALTIME_BUDGET_MS,
         python=platform.python_version(),
@@ -308,13 +324,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_routing", description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=21, help="interleaved rounds (default 21)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    parser.add_argument("--smoke", action="store_true", help="toy sizes, for CI: the output shape is checked")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    results = asyncio.run(measure(args.repeat, FLEET_SIZES))
-    summary = summarize(results, FLEET_SIZES, args.repeat)
+    rounds = SMOKE_ROUNDS if args.smoke else args.repeat
+    sizes = SMOKE_FLEET_SIZES if args.smoke else FLEET_SIZES
+    http_requests = SMOKE_HTTP_REQUESTS_PER_ROUND if args.smoke else HTTP_REQUESTS_PER_ROUND
+    results = asyncio.run(measure(rounds, sizes, http_requests))
+    summary = summarize(results, sizes, rounds, http_requests, smoke=args.smoke)
+    if args.smoke:
+        check_shape(summary, sizes, rounds)
     print(json.dumps(dataclasses.asdict(summary), indent=2) if args.json else render_table(summary))
     return 0
+
+
+def check_shape(summary: Summary, sizes: Sequence[int], rounds: int) -> None:
+    """What the smoke run holds itself to: a row per fleet size, every figure finite and positive (no timing target)."""
+    if summary.rounds != rounds or [row.regions for row in summary.rows] != list(sizes):
+        raise BenchError(
+            f"{summary.rounds} rounds, rows {[row.regions for row in summary.rows]}: expected "
+            f"{rounds} rounds and rows {list(sizes)}"
+        )
+    if not (math.isfinite(summary.http_hop_us) and summary.http_hop_us > 0):
+        raise BenchError(f"http_hop_us = {summary.http_hop_us}")
+    for row in summary.rows:
+        for key, value in dataclasses.asdict(row).items():
+            if key != "batch_sizes" and not (math.isfinite(value) and value > 0):
+                raise BenchError(f"{row.regions} regions: {key} = {value}")
+        if set(row.batch_sizes) != set(KINDS) or not all(8 <= n <= MAX_BATCH for n in row.batch_sizes.values()):
+            raise BenchError(f"{row.regions} regions: batch sizes {row.batch_sizes}, expected 8..{MAX_BATCH} per kind")
 
 
 if __name__ == "__main__":

@@ -142,7 +142,8 @@ async def attribute(
     fleet: FleetConfig, state: ControlState, inputs: int, sample: bytes, headers: dict[str, str], calls: int
 ) -> Attribution:
     """Time the gateway's per-request work against the direct app's, in this process, interleaved."""
-    from serve_apps.http_api import EmbeddingsRequest, _routing_headers, create_app
+    from serve_apps.api_schema import EmbeddingsRequest
+    from serve_apps.http_api import _routing_headers, create_app
 
     answer = json.loads(sample)
     vectors = np.asarray([row["embedding"] for row in answer["data"]], dtype=np.float32)

@@ -26,8 +26,8 @@ DIRECT_PREFIX = "/direct"
 DEFAULT_PORT = 18200
 ROUNDS = 4
 MAX_ONGOING_REQUESTS = 1024  # as serve_apps.app.Gateway (checked at start-up)
-TARGET_P50_RATIO = 1.25  # gateway p50 at most this times direct
-TARGET_THROUGHPUT_RATIO = 0.8  # gateway throughput at least this times direct
+TARGET_P50_RATIO = 1.10  # gateway p50 at most this times direct
+TARGET_THROUGHPUT_RATIO = 0.9  # gateway throughput at least this times direct
 MODEL = "all-MiniLM-L6-v2"
 SENTENCES = (
     "The grid is stressed tonight, so batch jobs can wait.",

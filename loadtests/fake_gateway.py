@@ -78,6 +78,7 @@ def create_app(fleet: FleetConfig, at_s: int) -> web.Application:
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/regions", regions)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", healthz)  # no regions to warm: ready as soon as it answers
     app.router.add_post("/v1/admin/events", post_event)
     app.router.add_delete("/v1/admin/events/{event_id}", clear_event)
     return app

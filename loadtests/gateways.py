@@ -74,11 +74,11 @@ class ChildGateway(Gateway):
         deadline = time.monotonic() + timeout_s
         if self._ready_prefix is not None:
             self._expect(self._ready_prefix, deadline)
-        while not _healthy(self.url):
+        while not _ready(self.url):
             if self._process.poll() is not None:
                 raise RunError(f"the gateway exited with status {self._process.returncode}; see {self._log.name}")
             if time.monotonic() > deadline:
-                raise RunError(f"the gateway did not answer /healthz within {timeout_s:.0f} s; see {self._log.name}")
+                raise RunError(f"the gateway was not ready (/readyz) within {timeout_s:.0f} s; see {self._log.name}")
             time.sleep(0.5)
 
     def _expect(self, prefix: str, deadline: float) -> str:
@@ -141,9 +141,10 @@ class FakeGateway(ChildGateway):
         super().stop()
 
 
-def _healthy(url: str) -> bool:
+def _ready(url: str) -> bool:
+    # Readiness, not liveness: a run that starts on /healthz measures the fleet's warm-up as errors and latency.
     try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
             return bool(response.status == 200)
     except (OSError, ValueError):
         return False

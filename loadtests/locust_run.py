@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import math
 import subprocess
@@ -71,6 +72,8 @@ def locust_command(settings: RunSettings, url: str, plan_path: Path) -> list[str
 
 def run(settings: RunSettings, gateway: Gateway) -> int:
     """Run locust against `gateway`, drive the scenario, write and print the summary; the exit status."""
+    if importlib.util.find_spec("locust") is None:
+        raise RunError("locust is not installed: install the load-test tools with pip install 'gridshift[loadtest]'")
     results = settings.results
     plan_path = results / "plan.json"
     plan_path.write_text(settings.plan.model_dump_json(indent=2))

@@ -85,6 +85,16 @@ def knobs_for_step(step: LadderStep, defaults: Knobs, policy: PolicyConfig, cali
     )
 
 
+def serving_precisions(policy: PolicyConfig, defaults: Knobs, calibration: Calibration) -> tuple[Precision, ...]:
+    """Every precision a regional replica may be told to serve at: the defaults', and with the policy on, each
+    rung's. Replicas warm these up before they take traffic, so no request pays for building one."""
+    knobs = [defaults]
+    if policy.enabled:
+        knobs += [knobs_for_step(step, defaults, policy, calibration) for step in policy.steps]
+    used = {k.precision for k in knobs} | {p for k in knobs for p in k.class_precision.values()}
+    return tuple(precision for precision in Precision if precision in used)
+
+
 def batch_policy_for_step(
     step: LadderStep, defaults: Knobs, policy: PolicyConfig, calibration: Calibration
 ) -> BatchPolicy:

@@ -15,7 +15,7 @@ fi
 
 [[ -x .venv/bin/python ]] || "$python_bin" -m venv .venv
 stamp=.venv/.gridshift-install-stamp
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
@@ -31,7 +31,8 @@ pip_install() {
   fi
 }
 pip_install --upgrade pip
-# torch first, pinned: anything that depends on torch then finds it satisfied instead of pulling CUDA builds.
-pip_install "torch==2.13.0"
-pip_install -e ".[dev]"
+# torch first, pinned by constraints.txt: anything that depends on torch then finds it satisfied instead of pulling
+# CUDA builds. Then gridshift with the model stack, the load-test tools and the dev tools.
+pip_install -c constraints.txt torch
+pip_install -c constraints.txt -e ".[model,loadtest,dev]"
 echo "$want" > "$stamp"

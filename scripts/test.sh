@@ -13,4 +13,8 @@ if [[ $status == 5 ]]; then
   echo "test: pytest collected no tests" >&2
   status=0
 fi
+# The whole suite (no pytest arguments, as CI runs it) also runs every benchmark at its smoke size.
+if [[ $# == 0 ]]; then
+  bash scripts/bench_smoke.sh || status=1
+fi
 exit $status

@@ -20,6 +20,8 @@ from fleet.serving import ServingConfig
 from policies.actors.control import control_client
 from policies.actors.openadr import get_or_create_openadr_actor
 from policies.actors.policy import get_or_create_policy_actor
+from policies.calibration import load_calibration
+from policies.ladder import serving_precisions
 from router.placement import ClusterNode, region_placement
 from serve_apps.admin_token import admin_token_digest, configured_admin_token
 from serve_apps.backends import HandleBackend, HttpBackend, RegionBackend
@@ -54,7 +56,11 @@ class Gateway:
     """The HTTP entry point. Its routes live in serve_apps.http_api; this class wires Ray into them."""
 
     def __init__(
-        self, fleet_data: dict[str, Any], region_handles: dict[str, Any], admin_token_sha256: str | None
+        self,
+        fleet_data: dict[str, Any],
+        region_handles: dict[str, Any],
+        admin_token_sha256: str | None,
+        warm_precisions: tuple[str, ...] = (),
     ) -> None:
         fleet = parse_fleet(fleet_data, source="gateway fleet")
         backends: dict[str, RegionBackend] = {
@@ -70,7 +76,12 @@ class Gateway:
         if fleet.openadr is not None:
             get_or_create_openadr_actor(fleet)
         self.core = GatewayCore(
-            fleet, load_rtt_matrix(fleet.latency), control, backends, batch_launcher=RayJobsLauncher(fleet)
+            fleet,
+            load_rtt_matrix(fleet.latency),
+            control,
+            backends,
+            batch_launcher=RayJobsLauncher(fleet),
+            warm_precisions=warm_precisions,
         )
         self._admin_token_sha256 = admin_token_sha256
 
@@ -106,6 +117,10 @@ def build_app(
     if nodes is None:
         nodes = cluster_nodes()
     serving = fleet.serving
+    warm = tuple(
+        p.value
+        for p in serving_precisions(fleet.policy, serving.knobs, load_calibration(fleet.policy.calibration_file))
+    )
     handles = {}
     for region in fleet.regions:
         if region.endpoint_url:
@@ -126,11 +141,12 @@ def build_app(
             fleet.policy.knob_refresh_s,
             fleet.policy.fallback_after_s,
             urgent_classes=urgent_classes(fleet),
+            warm_precisions=warm,
         )
     gateway = Gateway.options(  # type: ignore[attr-defined]
         num_replicas=fleet.gateway.replicas, ray_actor_options={"num_cpus": fleet.gateway.num_cpus}
     )
-    application: Application = gateway.bind(fleet.model_dump(mode="json"), handles, admin_token_sha256)
+    application: Application = gateway.bind(fleet.model_dump(mode="json"), handles, admin_token_sha256, warm)
     return application
 
 

@@ -33,6 +33,10 @@ class RegionBackend(Protocol):
         """Embed `texts` for work of `workload_class` (the region's knobs may run classes at different precisions)."""
         ...
 
+    async def ready(self, timeout_s: float) -> list[str]:
+        """The precisions the region's replicas have warmed up; BackendError while it cannot serve yet."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -44,9 +48,17 @@ class HandleBackend:
         self._handle = handle
 
     async def embed(self, texts: list[str], timeout_s: float, workload_class: str = "tolerant") -> RegionalResult:
-        response = self._handle.embed.remote(texts, workload_class)
+        result: RegionalResult = await self._call(self._handle.embed.remote(texts, workload_class), timeout_s)
+        return result
+
+    async def ready(self, timeout_s: float) -> list[str]:
+        # Serve routes only to replicas whose constructor (the warm-up) has finished, so any answer is a warm one.
+        warmed: list[str] = await self._call(self._handle.readiness.remote(), timeout_s)
+        return warmed
+
+    async def _call(self, response: Any, timeout_s: float) -> Any:
         try:
-            result: RegionalResult = await asyncio.wait_for(response, timeout_s)
+            return await asyncio.wait_for(response, timeout_s)
         except TimeoutError:
             response.cancel()
             raise BackendError(f"{self.region}: no answer within {timeout_s:.2f} s") from None
@@ -54,7 +66,6 @@ class HandleBackend:
             raise
         except Exception as error:  # a dead replica or actor surfaces as many Ray exception types
             raise BackendError(f"{self.region}: {type(error).__name__}: {error}") from error
-        return result
 
     async def close(self) -> None:
         return None
@@ -70,6 +81,7 @@ class HttpBackend:
     def __init__(self, region: str, base_url: str) -> None:
         self.region = region
         self._url = base_url.rstrip("/") + "/v1/embeddings"
+        self._ready_url = base_url.rstrip("/") + "/readyz"
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -106,6 +118,20 @@ class HttpBackend:
         if len(vectors) != len(texts):
             raise BackendError(f"{self.region}: {len(vectors)} embeddings for {len(texts)} inputs")
         return RegionalResult(self.region, vectors, precision, tokens, model)
+
+    async def ready(self, timeout_s: float) -> list[str]:
+        # The remote cluster's own gateway says when it is ready, and what its replicas of this region warmed.
+        try:
+            async with self._client().get(self._ready_url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+                if response.status != 200:
+                    raise BackendError(f"{self.region}: {self._ready_url} answered HTTP {response.status}: not ready")
+                body = await response.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            raise BackendError(f"{self.region}: {type(error).__name__}: {error}") from error
+        try:
+            return [str(precision) for precision in body["regions"][self.region]["warmed"]]
+        except (KeyError, TypeError) as error:
+            raise BackendError(f"{self.region}: {self._ready_url} does not list region {self.region}") from error
 
     async def close(self) -> None:
         if self._session is not None:

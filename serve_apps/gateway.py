@@ -58,6 +58,22 @@ class Served:
     attempts: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class RegionReadiness:
+    ready: bool
+    warmed: tuple[str, ...]  # precisions the region's replicas have warmed up
+    detail: str | None  # why not ready
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether the gateway can serve: a control state, and every region answering, warmed at every precision."""
+
+    ready: bool
+    state_version: int | None
+    regions: dict[str, RegionReadiness]
+
+
 @dataclass
 class RegionHealth:
     """Failure counting per region: consecutive failures mark it down until a probe succeeds."""
@@ -90,6 +106,7 @@ class GatewayCore:
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         batch_launcher: BatchLauncher | None = None,
+        warm_precisions: tuple[str, ...] = (),
     ) -> None:
         self.fleet = fleet
         self.rtt_ms = rtt_ms
@@ -110,6 +127,8 @@ class GatewayCore:
         self._sleep = sleep
         self.batch_launcher = batch_launcher
         self._tasks: list[asyncio.Task[None]] = []
+        self.warm_precisions = warm_precisions
+        self._ready: Readiness | None = None
 
     # Control state ------------------------------------------------------------------------------------
 
@@ -198,6 +217,32 @@ class GatewayCore:
         if self.state is None:  # pragma: no cover - the control plane always answers the first sync
             raise NoRegionAvailable("no control state yet")
         return self.state
+
+    async def readiness(self, timeout_s: float = 2.0) -> Readiness:
+        """Ready once every region has answered, warmed at every precision the policy may use, and a control state
+        is in hand. Once ready, ready for good: a region failing later is failover's business, not a reason for a
+        load balancer to take the whole gateway out."""
+        if self._ready is not None:
+            return replace(self._ready, state_version=None if self.state is None else self.state.version)
+        if self.state is None:
+            with contextlib.suppress(Exception):  # the control actor may still be starting: not ready yet
+                await asyncio.wait_for(self.refresh(), timeout_s)
+        names = [name for name in self.fleet.region_names if name in self.backends]
+        checks = await asyncio.gather(*(self._region_readiness(name, timeout_s) for name in names))
+        regions = dict(zip(names, checks, strict=True))
+        ready = self.state is not None and all(check.ready for check in checks)
+        readiness = Readiness(ready, None if self.state is None else self.state.version, regions)
+        if ready:
+            self._ready = readiness
+        return readiness
+
+    async def _region_readiness(self, region: str, timeout_s: float) -> RegionReadiness:
+        try:
+            warmed = await self.backends[region].ready(timeout_s)
+        except BackendError as error:
+            return RegionReadiness(False, (), str(error))
+        missing = [precision for precision in self.warm_precisions if precision not in warmed]
+        return RegionReadiness(not missing, tuple(warmed), f"not warmed up at {missing}" if missing else None)
 
     # Routing and forwarding ---------------------------------------------------------------------------
 

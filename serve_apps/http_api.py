@@ -5,24 +5,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
-import json
 import logging
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from batch.spec import BatchJobSpec
 from batch.submit import merged_statuses
-from fleet.base import UtcDatetime
 from fleet.errors import GridshiftError, UnknownRegionError
 from fleet.events import DREvent
 from fleet.times import iso
@@ -33,55 +33,28 @@ from policies.control_state import ControlState
 from router.routing import decision_to_dict, request_to_dict
 from router.state import snapshot_to_dict
 from serve_apps.admin_token import admin_token_digest
+from serve_apps.api_schema import (
+    TOKEN_IDS_HELP,
+    ApiError,
+    EmbeddingsRequest,
+    EventRequest,
+    error_body,
+    is_token_ids,
+    read_json,
+    validated,
+)
 from serve_apps.backends import RegionalResult
-from serve_apps.gateway import GatewayCore, NoRegionAvailable, Served
+from serve_apps.gateway import GatewayCore, NoRegionAvailable, Readiness, Served
 from serve_apps.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from serve_apps.metrics import region_staleness, render_metrics
+from serve_apps.openapi_doc import document
 
 logger = logging.getLogger("gridshift.http")
 
 API_VERSION = "v1"
+# Module level: the admin dependency's annotation names it, and FastAPI resolves annotations in module globals.
+BEARER = HTTPBearer(auto_error=False, description="The admin token `gridshift up` printed, or $GRIDSHIFT_ADMIN_TOKEN.")
 TELEMETRY_TIMEOUT_S = 1.0  # /v1/regions waits this long for policy figures, then answers without them
-
-
-class ApiError(Exception):
-    """A client-facing error with its status, OpenAI-style type and optional offending parameter."""
-
-    def __init__(self, status: int, message: str, *, kind: str = "invalid_request_error", param: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.kind = kind
-        self.param = param
-
-
-def _error_body(message: str, kind: str, param: str | None = None, **extra: Any) -> dict[str, Any]:
-    # OpenAI's error shape, so the openai client surfaces the message as it would for OpenAI itself.
-    return {"error": {"message": message, "type": kind, "param": param, "code": None, **extra}}
-
-
-class EmbeddingsRequest(BaseModel):
-    """OpenAI `POST /v1/embeddings` body (strings only: token-id arrays are not supported)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    input: str | list[str] = Field(description="Text or list of texts to embed.")
-    model: str = Field(min_length=1, description="Model name (any value is accepted; the fleet serves one model).")
-    encoding_format: Literal["float", "base64"] = Field("float", description="float list or base64 of float32.")
-    user: str | None = Field(None, description="End-user id (ignored).")
-
-
-class EventRequest(BaseModel):
-    """`POST /v1/admin/events` body. Times default to the control clock's now, and open-ended."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    region: str = Field(min_length=1)
-    level: int | None = Field(None, ge=0, le=3, description="0 normal, 1 elevated, 2 high, 3 emergency.")
-    power_limit_kw: PositiveFloat | None = Field(None, description="Import limit while active, kW.")
-    start: UtcDatetime | None = Field(None, description="Start (UTC); default: now on the control clock.")
-    end: UtcDatetime | None = Field(None, description="End (UTC, exclusive); default: until cleared.")
-    source: Literal["operator", "utility"] = "operator"
 
 
 def _hint_error(param: str, message: str) -> ApiError:
@@ -93,6 +66,13 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
     token never reaches the gateway, and None disables the admin API (every admin call is 401)."""
     fleet = core.fleet
     limits = fleet.gateway
+    # OpenAI's model object; `created` is when this gateway started (the fleet serves one model, by config).
+    model_card = {
+        "id": fleet.serving.model_name,
+        "object": "model",
+        "created": int(time.time()),
+        "owned_by": "gridshift",
+    }
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -112,7 +92,7 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-        return JSONResponse(_error_body(error.message, error.kind, error.param), error.status, headers=headers)
+        return JSONResponse(error_body(error.message, error.kind, error.param), error.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
@@ -121,23 +101,33 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
             for item in error.errors()
         ]
         message = "; ".join(f"{'.'.join(f['loc'])}: {f['msg']}" for f in fields) or "invalid request"
-        return JSONResponse(_error_body(message, "invalid_request_error", fields=fields), 422)
+        return JSONResponse(error_body(message, "invalid_request_error", fields=fields), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(_error_body(str(error.detail), "invalid_request_error"), error.status_code)
+        return JSONResponse(error_body(str(error.detail), "invalid_request_error"), error.status_code)
+
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, error: Exception) -> JSONResponse:
+        # A bug, never the client's fault: logged with its trace, answered in the API's one error shape.
+        logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+        return JSONResponse(
+            error_body(f"internal error ({type(error).__name__}); see the gateway's log", "server_error"), 500
+        )
 
     def in_fleet(region: str) -> None:
         if region not in fleet.region_names:
             raise ApiError(422, f"region: {region!r} is not in the fleet {list(fleet.region_names)}", param="region")
 
-    def check_admin(authorization: str | None) -> None:
-        scheme, _, presented = (authorization or "").partition(" ")
-        if admin_token_sha256 is None or scheme.lower() != "bearer" or not presented:
+    async def admin(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
+        presented = "" if credentials is None else credentials.credentials.strip()
+        if admin_token_sha256 is None or not presented:
             raise ApiError(401, "admin API needs 'Authorization: Bearer <token>'", kind="authentication_error")
         # Compare digests in constant time: neither the token nor its length leaks through timing.
-        if not hmac.compare_digest(admin_token_digest(presented.strip()), admin_token_sha256):
+        if not hmac.compare_digest(admin_token_digest(presented), admin_token_sha256):
             raise ApiError(401, "invalid admin token", kind="authentication_error")
+
+    admin_only = [Depends(admin)]
 
     def parse_hints(
         workload_class: str | None, budget: str | None, origin: str | None
@@ -171,8 +161,10 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
         workload_class, budget_ms, origin = parse_hints(
             x_gridshift_class, x_gridshift_latency_budget_ms, x_gridshift_origin
         )
-        body = await _read_json(raw, max_bytes=limits.max_input_items * (limits.max_input_chars * 4 + 16) + 4096)
-        request = _validated(EmbeddingsRequest, body)
+        body = await read_json(raw, max_bytes=limits.max_input_items * (limits.max_input_chars * 4 + 16) + 4096)
+        if isinstance(body, dict) and is_token_ids(body.get("input")):
+            raise ApiError(422, TOKEN_IDS_HELP, param="input")
+        request = validated(EmbeddingsRequest, body)
         texts = [request.input] if isinstance(request.input, str) else request.input
         if not texts:
             raise ApiError(422, "input: must not be empty", param="input")
@@ -191,7 +183,7 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
         try:
             served = await core.serve(route, texts)
         except NoRegionAvailable as error:
-            return JSONResponse(_error_body(str(error), "service_unavailable"), 503, headers={"Retry-After": "1"})
+            return JSONResponse(error_body(str(error), "service_unavailable"), 503, headers={"Retry-After": "1"})
         return JSONResponse(embeddings_body(served.result, request.encoding_format), headers=_routing_headers(served))
 
     @app.get("/v1/route")
@@ -240,7 +232,11 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
             region["knob_reason"] = extra.get("knob_reason")
         return body
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
+    )
     async def metrics() -> PlainTextResponse:
         state = await core.ready_state()
         text = render_metrics(state, core.in_flight, core.served_by_region, core.health.down)
@@ -257,8 +253,36 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
             )
         return status
 
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Readiness: 200 once every region has answered, warmed up at every precision the policy may use (load
+        balancers, Kubernetes and `gridshift up` wait on this); 503 with what it waits for until then."""
+        readiness = await core.readiness()
+        body = readiness_body(readiness, core.warm_precisions)
+        if readiness.ready:
+            return JSONResponse(body)
+        waiting = sorted(name for name, region in readiness.regions.items() if not region.ready)
+        message = "starting: waiting for " + (f"regions {waiting}" if waiting else "the control state")
+        return JSONResponse({**body, **error_body(message, "service_unavailable")}, 503, headers={"Retry-After": "1"})
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [model_card]}
+
+    @app.get("/v1/models/{model_id}")
+    async def model(model_id: str) -> dict[str, Any]:
+        if model_id != model_card["id"]:
+            raise ApiError(
+                404,
+                f"no model {model_id!r}: this fleet serves {model_card['id']!r}",
+                kind="not_found_error",
+                param="model",
+            )
+        return model_card
+
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
+        """Liveness: the gateway process answers. Whether it can serve yet is /readyz."""
         state = core.state
         return {
             "status": "ok",
@@ -266,17 +290,15 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
             "regions_down": sorted(core.health.down),
         }
 
-    @app.get("/v1/admin/events")
-    async def list_events(authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
-        check_admin(authorization)
+    @app.get("/v1/admin/events", dependencies=admin_only)
+    async def list_events() -> dict[str, Any]:
         events = await core.control.call(ControlApi.list_events)
         return {"events": [event.model_dump(mode="json") for event in events]}
 
-    @app.post("/v1/admin/events", status_code=201)
-    async def post_event(raw: Request, authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
-        check_admin(authorization)
-        body = await _read_json(raw, max_bytes=16_384)
-        spec = _validated(EventRequest, body)
+    @app.post("/v1/admin/events", status_code=201, dependencies=admin_only)
+    async def post_event(raw: Request) -> dict[str, Any]:
+        body = await read_json(raw, max_bytes=16_384)
+        spec = validated(EventRequest, body)
         in_fleet(spec.region)
         # "Now" floored to the second: the control plane evaluates events at whole seconds, so an event that
         # started at a fractional now would stay inactive until the next second.
@@ -301,24 +323,22 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
         await core.refresh()  # route on it from this replica at once; others within one refresh period
         return {"event": posted.model_dump(mode="json")}
 
-    @app.delete("/v1/admin/events/{event_id}")
-    async def clear_event(event_id: str, authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
-        check_admin(authorization)
+    @app.delete("/v1/admin/events/{event_id}", dependencies=admin_only)
+    async def clear_event(event_id: str) -> dict[str, Any]:
         cleared = await core.control.call(ControlApi.clear_event, event_id)
         if cleared is None:
             raise ApiError(404, f"no event {event_id!r}", param="event_id")
         await core.refresh()
         return {"cleared": cleared.model_dump(mode="json")}
 
-    @app.post("/v1/batch/jobs", status_code=202)
-    async def submit_job(raw: Request, authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
-        check_admin(authorization)
+    @app.post("/v1/batch/jobs", status_code=202, dependencies=admin_only)
+    async def submit_job(raw: Request) -> dict[str, Any]:
         if core.batch_launcher is None:
             raise ApiError(404, "this gateway does not run batch jobs")
-        body = await _read_json(raw, max_bytes=16_384)
+        body = await read_json(raw, max_bytes=16_384)
         if isinstance(body, dict) and "job_id" not in body:
             body = {**body, "job_id": uuid.uuid4().hex[:12]}
-        job = _validated(BatchJobSpec, body)
+        job = validated(BatchJobSpec, body)
         in_fleet(job.region)
         try:
             await core.batch_launcher.launch(job)
@@ -348,11 +368,8 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
                 return status
         raise ApiError(404, f"no batch job {job_id!r}", param="job_id")
 
-    @app.post("/v1/batch/jobs/{job_id}/{action}")
-    async def control_job(
-        job_id: str, action: str, authorization: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
-        check_admin(authorization)
+    @app.post("/v1/batch/jobs/{job_id}/{action}", dependencies=admin_only)
+    async def control_job(job_id: str, action: str) -> dict[str, Any]:
         if action not in ("pause", "resume"):
             raise ApiError(404, f"unknown action {action!r}: use pause or resume", param="action")
         known = await core.control.call(ControlApi.pause_job if action == "pause" else ControlApi.resume_job, job_id)
@@ -360,34 +377,27 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
             raise ApiError(404, f"no batch job {job_id!r}", param="job_id")
         return {"job_id": job_id, "requested": action}
 
+    document(
+        app,
+        {
+            ("/v1/embeddings", "post"): EmbeddingsRequest,
+            ("/v1/admin/events", "post"): EventRequest,
+            ("/v1/batch/jobs", "post"): BatchJobSpec,
+        },
+    )
     return app
 
 
-Model = TypeVar("Model", bound=BaseModel)
-
-
-def _validated(model: type[Model], body: Any) -> Model:
-    """The body as `model`, or a 422 with field errors (the same shape FastAPI gives its own validation)."""
-    try:
-        return model.model_validate(body)
-    except ValidationError as error:
-        raise RequestValidationError(error.errors()) from None
-
-
-async def _read_json(raw: Request, max_bytes: int) -> Any:
-    """The body as JSON, refusing oversized bodies (413) before parsing and bad JSON (422)."""
-    declared = raw.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise ApiError(413, f"body of {declared} bytes exceeds the limit of {max_bytes}")
-    data = bytearray()
-    async for chunk in raw.stream():
-        data += chunk
-        if len(data) > max_bytes:
-            raise ApiError(413, f"body exceeds the limit of {max_bytes} bytes")
-    try:
-        return json.loads(bytes(data))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ApiError(422, f"body is not valid JSON: {error}") from None
+def readiness_body(readiness: Readiness, precisions: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "status": "ready" if readiness.ready else "starting",
+        "state_version": readiness.state_version,
+        "precisions": list(precisions),
+        "regions": {
+            name: {"ready": region.ready, "warmed": list(region.warmed), "detail": region.detail}
+            for name, region in readiness.regions.items()
+        },
+    }
 
 
 def embeddings_body(result: RegionalResult, encoding_format: str = "float") -> dict[str, Any]:

@@ -101,6 +101,7 @@ class RegionalModel:
         knob_sync: KnobSync | None = None,
         monotonic_s: Callable[[], float] = time.monotonic,
         urgent_classes: tuple[str, ...] = ("realtime",),
+        warm_precisions: tuple[str, ...] = (),
     ) -> None:
         # Imported here so that importing this module (e.g. to build the app) does not load torch.
         from serve_apps.embedding import load_embedder
@@ -109,6 +110,11 @@ class RegionalModel:
         self.model_name = model_name
         self.replica_id = f"{region}-{uuid.uuid4().hex[:8]}"
         self._embedder = load_embedder(model_import_path, {**model_kwargs, "torch_threads": torch_threads})
+        # Serve sends no traffic until the constructor returns: every precision the policy may ask for is built and
+        # run once here, so readiness (the gateway's /readyz) means the first request pays for none of it.
+        for precision in warm_precisions:
+            self._embedder.embed(["warm-up"], Precision(precision))
+        self.warmed: tuple[str, ...] = tuple(warm_precisions)
         self._configured = Knobs()  # what runs without a lease: user_config or set_knobs
         self._knobs = self._configured
         self.knob_source: str = KnobSource.CONFIGURED
@@ -134,6 +140,10 @@ class RegionalModel:
             self._knob_sync = knob_sync or control_actor_sync(knob_refresh_s)
             # Serve runs the constructor on the replica's event loop, so the loop is there to run the sync on.
             self._sync_task = asyncio.get_running_loop().create_task(self._sync_forever(knob_refresh_s))
+
+    async def readiness(self) -> list[str]:
+        """The precisions this replica has warmed up. Any answer at all means the replica is constructed."""
+        return list(self.warmed)
 
     def _apply_batching(self) -> None:
         # serve.batch wraps the methods in objects with these setters; their type stubs do not declare them.

@@ -50,7 +50,36 @@ def deploy(
         route_prefix="/",
         blocking=False,
     )
+    deadline = time.monotonic() + blocking_timeout_s
     wait_until_running(APP_NAME, blocking_timeout_s)
+    # RUNNING means Serve started the replicas; ready means the gateway has a control state and every region has
+    # answered, warmed up: the first request then succeeds (GET /readyz, what load balancers probe too).
+    wait_until_ready(local_url(fleet), max(deadline - time.monotonic(), 30.0))
+
+
+def local_url(fleet: FleetConfig) -> str:
+    """The gateway's URL from this host (a gateway on every interface is reached on loopback)."""
+    host = fleet.gateway.host
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{fleet.gateway.port}"
+
+
+def wait_until_ready(url: str, timeout_s: float) -> None:
+    """Block until the gateway at `url` answers /readyz with 200; raise with its last answer if it does not."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    with httpx.Client(base_url=url, timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                answer = client.get("/readyz")
+                if answer.status_code == 200:
+                    return
+                last = f"HTTP {answer.status_code}: {answer.text[:500]}"
+            except httpx.TransportError as error:
+                last = f"{type(error).__name__}: {error}"
+            time.sleep(0.25)
+    raise RuntimeError(f"the gateway at {url} was not ready after {timeout_s:.0f} s ({last})")
 
 
 def wait_until_running(app_name: str, timeout_s: float) -> None:

@@ -16,6 +16,7 @@ class FakeRegion:
         self.failing = False
         self.calls = 0
         self.classes: list[str] = []
+        self.warmed: tuple[str, ...] = ("fp32",)
 
     async def embed(self, texts: list[str], timeout_s: float, workload_class: str = "tolerant") -> RegionalResult:  # noqa: ARG002 - answers at once
         self.calls += 1
@@ -24,6 +25,11 @@ class FakeRegion:
             raise BackendError(f"{self.region}: down")
         vectors = np.array([[len(text), 1.0, 0.0] for text in texts], dtype=np.float32)
         return RegionalResult(self.region, vectors, "fp32", sum(len(t.split()) for t in texts), "fake-model")
+
+    async def ready(self, timeout_s: float) -> list[str]:  # noqa: ARG002 - answers at once
+        if self.failing:
+            raise BackendError(f"{self.region}: down")
+        return list(self.warmed)
 
     async def close(self) -> None:
         return None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from urllib.error import URLError
+
+import httpx
 
 from fleet.errors import GridshiftError
-from serve_apps.cli import batch, cluster, openadr, policy, route, signals, up
+from serve_apps.cli import batch, cluster, openadr, policy, route, signals, simulate, study, up
 from serve_apps.client import GridshiftClientError
 
 
@@ -16,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gridshift", description="Run AI compute as a dispatchable grid resource.")
     verbs = parser.add_subparsers(dest="verb", required=True)
     # The order here is the order `gridshift --help` lists the verbs in.
-    for group in (route, up, batch, cluster, openadr, policy, signals):
+    for group in (route, up, batch, cluster, openadr, policy, signals, simulate, study):
         group.register(verbs)
     return parser
 
@@ -29,13 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
     except GridshiftClientError as error:
-        print(f"gridshift: error: the gateway answered {error}", file=sys.stderr)
+        said = "the gateway answered " if error.status else ""
+        print(f"gridshift: error: {said}{error}", file=sys.stderr)
         return 2
-    except URLError as error:
-        print(
-            f"gridshift: error: cannot reach the gateway at {getattr(args, 'url', '?')}: {error.reason}",
-            file=sys.stderr,
-        )
+    except httpx.HTTPError as error:
+        print(f"gridshift: error: {getattr(args, 'url', '?')}: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
     except GridshiftError as error:
         print(f"gridshift: error: {error}", file=sys.stderr)

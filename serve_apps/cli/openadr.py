@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import os
 import secrets
-import urllib.request
 from pathlib import Path
+
+import httpx
 
 from fleet.clock import WallClock
 from fleet.errors import GridshiftError
@@ -23,8 +24,9 @@ DEMO_PROGRAM = "gridshift-demo"
 
 def _status_from_url(url: str) -> VenStatus:
     target = url.rstrip("/") + STATUS_PATH
-    with urllib.request.urlopen(target, timeout=5) as answer:
-        return parse_status(answer.read().decode("utf-8"), target)
+    answer = httpx.get(target, timeout=5)
+    answer.raise_for_status()
+    return parse_status(answer.text, target)
 
 
 def _status_file(args: argparse.Namespace) -> Path:

@@ -38,7 +38,8 @@ def _precisions(knobs: dict[str, Any]) -> str:
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
-    body = GridshiftClient(args.url).regions()
+    with GridshiftClient(args.url) as client:
+        body = client.regions()
     if args.json:
         keep = ("region", "stress_level", "knobs", "knob_source", "knob_reason", "load", "policy")
         regions = [{key: region.get(key) for key in keep} for region in body["regions"]]

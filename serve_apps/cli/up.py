@@ -76,6 +76,7 @@ def run_up(fleet: FleetConfig, *, summary_every_s: float = 10.0, duration_s: flo
         print(f"gridshift: deploying {len(fleet.regions)} regions of fleet {fleet.name!r} ...", flush=True)
         deploy(fleet, token)
         endpoint = f"http://{fleet.gateway.host}:{fleet.gateway.port}"
+        # deploy() returns once /readyz answers 200: every region warm, the first request served at once.
         print(f"gridshift: serving at {endpoint}  (OpenAI-compatible: POST {endpoint}/v1/embeddings)")
         print(f"gridshift: docs at {endpoint}/docs, regions at {endpoint}/v1/regions")
         if dashboard:

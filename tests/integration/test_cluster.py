@@ -124,8 +124,15 @@ def main_cluster() -> Iterator[LocalRayCluster]:
     assert not cluster.own_pids(), "processes of the test cluster outlived it"
 
 
+@pytest.fixture
+def client() -> Iterator[GridshiftClient]:
+    # One attempt per call: these tests count failed requests, which the client's retries would hide.
+    with GridshiftClient(f"http://127.0.0.1:{MAIN_HTTP_PORT}", timeout_s=60, attempts=1) as gateway:
+        yield gateway
+
+
 def test_every_regional_replica_and_batch_job_runs_on_its_regions_node(
-    main_cluster: LocalRayCluster, tmp_path: Path
+    main_cluster: LocalRayCluster, tmp_path: Path, client: GridshiftClient
 ) -> None:
     _, workers = _cluster_types()
     fleet = _main_fleet()
@@ -141,7 +148,6 @@ def test_every_regional_replica_and_batch_job_runs_on_its_regions_node(
     assert len(head_ids) == 1
     assert not head_ids & {item["node_id"] for item in replicas}
 
-    client = GridshiftClient(f"http://127.0.0.1:{MAIN_HTTP_PORT}", timeout_s=60)
     assert client.embed(["served in Ohio"], origin="us-east-2", workload_class="realtime").routing.region == "us-east-2"
 
     # A batch job for us-west-1, submitted through the gateway, lands on us-west-1's node.
@@ -221,9 +227,8 @@ def _start_remote(tmp_path: Path) -> LocalRayCluster:
 
 
 def test_a_remote_region_is_routed_to_failed_over_from_and_recovered(
-    main_cluster: LocalRayCluster, tmp_path: Path
+    main_cluster: LocalRayCluster, tmp_path: Path, client: GridshiftClient
 ) -> None:
-    client = GridshiftClient(f"http://127.0.0.1:{MAIN_HTTP_PORT}", timeout_s=60)
     remote = _start_remote(tmp_path)
     try:
         _down(main_cluster)

@@ -154,13 +154,15 @@ def test_python_clients_expose_the_routing_answer(deployed: Deployed) -> None:
 
     from serve_apps.client import AsyncGridshiftClient, GridshiftClient, GridshiftClientError
 
-    result = GridshiftClient(deployed.url).embed(["sync client"], origin="us-west-1", workload_class="tolerant")
-    assert result.routing.region == "us-west-2"
-    assert result.routing.precision in ("fp32", "bf16", "int8")
-    assert len(result.embeddings[0]) == 384
-    with pytest.raises(GridshiftClientError) as caught:
-        GridshiftClient(deployed.url).embed([], origin="us-west-1")
-    assert caught.value.status == 422
+    with GridshiftClient(deployed.url) as client:
+        result = client.embed(["sync client"], origin="us-west-1", workload_class="tolerant")
+        assert result.routing.region == "us-west-2"
+        assert result.routing.precision in ("fp32", "bf16", "int8")
+        assert len(result.embeddings[0]) == 384
+        with pytest.raises(GridshiftClientError) as caught:
+            client.embed([], origin="us-west-1")
+        assert caught.value.status == 422
+        assert client.ready()
 
     async def call() -> str:
         async with AsyncGridshiftClient(deployed.url) as client:

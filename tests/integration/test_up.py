@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from tests.conftest import REPO_ROOT
@@ -35,14 +36,19 @@ def test_gridshift_up_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> Non
         )
     try:
 
-        def serving() -> bool:
+        def ready() -> bool:
             try:
-                return httpx.get(f"http://127.0.0.1:{PORT}/healthz", timeout=2).status_code == 200
+                return httpx.get(f"http://127.0.0.1:{PORT}/readyz", timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False
 
-        wait_for(lambda: serving() or process.poll() is not None, 240.0, "gridshift up serving")
+        wait_for(lambda: ready() or process.poll() is not None, 240.0, "gridshift up ready")
         assert process.poll() is None, log.read_text()
+        # The moment readiness turns green, a first request from the openai client succeeds, once, no retry.
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{PORT}/v1", api_key="unused", max_retries=0, timeout=30)
+        first = client.embeddings.create(input=["the first request after ready"], model="all-MiniLM-L6-v2")
+        assert len(first.data[0].embedding) == 384
+        assert [m.id for m in client.models.list()] == ["all-MiniLM-L6-v2"]
         regions = httpx.get(f"http://127.0.0.1:{PORT}/v1/regions", timeout=10).json()
         assert {r["region"] for r in regions["regions"]} == {"us-east-1", "us-east-2", "us-west-1", "us-west-2"}
         wait_for(lambda: "tolerant from us-west-1" in log.read_text(), 60.0, "a routing summary printed")

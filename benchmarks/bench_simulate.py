@@ -1,0 +1,149 @@
+"""Simulator speed: simulated hours and region-hours per second, against the live decision functions alone.
+
+    python -m benchmarks.bench_simulate                  # a 50-region fleet over one year (2022), hourly
+    python -m benchmarks.bench_simulate --regions 4 --hours 720
+    python -m benchmarks.bench_simulate --smoke          # seconds: 4 regions, 24 h; the output shape is checked
+
+The 50-region fleet puts regions on the trace's nine zones in turn, round-trip times from great-circle distance
+(1 ms per 100 km plus 2 ms: a speed fixture, not a latency claim). "Decision functions alone" calls, for the same
+region-hours, what the simulator calls: the fleet snapshot each hour, the ladder (decide_region) per region-hour,
+the routing core per origin-hour (route_chunks times), and the power model per region-hour, with nothing booked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from fleet.config import FleetConfig
+from fleet.loaders import load_fleet
+from fleet.routing import RoutingMode
+from fleet.times import utc_now_from
+from policies.ladder import RegionInputs, decide_region
+from policies.load import RegionLoad
+from policies.power import PowerInputs, estimate_power
+from router.routing import RouteRequest, StickyRouter
+from router.state import snapshot
+from simulate.engine import SimulationSpec, simulate_fleet, simulation_fleet
+from simulate.inputs import Inputs, load_inputs
+from simulate.mix import LEVERS, parse_mix
+
+ZONES = ("PJM", "MISO", "ERCO", "CISO", "BPAT", "AZPS", "NYIS", "SOCO", "PJM-DOM")
+START = "2022-01-01T00:00:00Z"
+
+
+def big_fleet(count: int, folder: Path) -> FleetConfig:
+    base = load_fleet(None)
+    regions, coords = [], {}
+    for k in range(count):
+        template = base.regions[k % len(base.regions)]
+        lat, lon = 30.0 + (k * 7) % 18, -120.0 + (k * 13) % 45
+        name = f"r{k:02d}"
+        coords[name] = (lat, lon)
+        regions.append(
+            template.model_copy(
+                update={
+                    "name": name,
+                    "zone": ZONES[k % len(ZONES)],
+                    "signal_zones": {},
+                    "latitude": lat,
+                    "longitude": lon,
+                }
+            )
+        )
+    rtt = {a: {b: 2.0 + _km(coords[a], coords[b]) / 100.0 for b in coords} for a in coords}
+    matrix = folder / "rtt.json"
+    matrix.write_text(json.dumps({"rtt_ms": rtt}))
+    latency = base.latency.model_copy(update={"matrix_file": str(matrix)})
+    return base.model_copy(update={"regions": regions, "default_origin": "r00", "latency": latency})
+
+
+def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    la1, lo1, la2, lo2 = (math.radians(x) for x in (*a, *b))
+    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
+    return 12_742.0 * math.asin(math.sqrt(h))
+
+
+def decisions_alone(inputs: Inputs, spec: SimulationSpec) -> float:
+    """Seconds the live functions take for the spec's region-hours, called back to back."""
+    fleet = simulation_fleet(inputs.context.fleet, spec.levers)
+    router = StickyRouter(inputs.context.rtt_ms, fleet.routing)
+    load = RegionLoad(
+        replicas=1, busy_cpu_s_per_s=0.3, busy_by_class={"realtime": 0.18, "tolerant": 0.12}, mean_batch_requests=8.0
+    )
+    previous: dict[str, Any] = {}
+    began = time.perf_counter()
+    for at in range(spec.start_s, spec.end_s, 3600):
+        snap = snapshot(fleet, inputs.reader, at)
+        for state, region in zip(snap.states, fleet.regions, strict=True):
+            inputs_ = RegionInputs(region.name, at, state.stress_level, state.headroom, load, running_batch_jobs=30)
+            previous[region.name] = decide_region(inputs_, previous.get(region.name), region, fleet, inputs.calibration)
+            estimate_power(
+                region,
+                PowerInputs(load, previous[region.name].knobs, 1.0, 30),
+                fleet.power,
+                inputs.calibration,
+                fleet.policy.quality_floor,
+            )
+            for _ in range(spec.route_chunks):
+                router.decide(RouteRequest(region.name, "tolerant", RoutingMode.SHIFT, 150.0), snap.states)
+    return time.perf_counter() - began
+
+
+def measure(regions: int, hours: int, folder: Path) -> dict[str, Any]:
+    fleet = load_fleet(None) if regions == 4 else big_fleet(regions, folder)
+    inputs = load_inputs(fleet)
+    start = int(utc_now_from(START).timestamp())
+    spec = SimulationSpec(
+        start,
+        start + hours * 3600,
+        parse_mix("realtime=0.3,tolerant=0.2,batch=0.3,training=0.2"),
+        frozenset(LEVERS),
+        warmup_hours=0,
+    )
+    began = time.perf_counter()
+    simulate_fleet(inputs.context, inputs.reader, inputs.calibration, spec)
+    simulator_s = time.perf_counter() - began
+    alone_s = decisions_alone(inputs, spec)
+    return {
+        "regions": regions,
+        "hours": hours,
+        "simulator_s": round(simulator_s, 3),
+        "simulated_hours_per_s": round(hours / simulator_s, 2),
+        "region_hours_per_s": round(regions * hours / simulator_s, 1),
+        "decision_functions_alone_s": round(alone_s, 3),
+        "simulator_over_decisions": round(simulator_s / alone_s, 3),
+    }
+
+
+def check_shape(result: dict[str, Any]) -> None:
+    """What the smoke run holds itself to: every figure present, finite and positive (not a timing target)."""
+    for key in ("simulator_s", "simulated_hours_per_s", "region_hours_per_s", "decision_functions_alone_s"):
+        value = result[key]
+        if not (isinstance(value, float) and math.isfinite(value) and value > 0):
+            raise SystemExit(f"bench_simulate: {key} is {value!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--regions", type=int, default=50)
+    parser.add_argument("--hours", type=int, default=8760)
+    parser.add_argument("--smoke", action="store_true", help="4 regions, 24 h; the output shape is checked")
+    args = parser.parse_args(argv)
+    regions, hours = (4, 24) if args.smoke else (args.regions, args.hours)
+    with tempfile.TemporaryDirectory() as folder:
+        result = measure(regions, hours, Path(folder))
+    print(json.dumps({"benchmark": "simulate", "smoke": args.smoke, **result}, indent=2))
+    if args.smoke:
+        check_shape(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""`gridshift study curtailment`: curtailment-enabled headroom of balancing authorities (simulate/study.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from simulate.curtailment_data import STUDY_ZONES
+from simulate.plots import study_report
+from simulate.study import DEFAULT_RATES_PCT, parse_rates, parse_years, run_study
+
+DEFAULT_FOLDER = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "eia930" / "demand_2015_2024"
+
+
+def cmd_curtailment(args: argparse.Namespace) -> int:
+    zones = tuple(z.strip() for z in args.zones.split(",") if z.strip()) if args.zones else STUDY_ZONES
+    study = run_study(Path(args.data), zones, parse_rates(args.rates), parse_years(args.years))
+    body = study.to_dict()
+    if args.report:
+        page = study_report(Path(args.report), body)
+        if not args.json:
+            print(f"report: {page}")
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    rates = study.rates_pct
+    print(f"curtailment-enabled headroom, {args.years}, GW (Norris et al. 2025 method; docs/simulate.md)")
+    print(f"{'zone':<6} " + " ".join(f"{f'{r:g} %':>9}" for r in rates) + "   h/yr @" + f"{rates[0]:g}%  mean event h")
+    for zone in study.zones:
+        cells = " ".join(f"{r.headroom_mw / 1000:>9.2f}" for r in zone.results)
+        first = zone.results[0]
+        print(f"{zone.zone:<6} {cells}   {first.curtailed_hours_per_year:>8.1f}  {first.mean_event_hours:>12.2f}")
+    print(f"{'total':<6} " + " ".join(f"{study.total_mw(r) / 1000:>9.2f}" for r in rates))
+    for key, row in body["published_comparison"].items():  # type: ignore[attr-defined]
+        print(f"  {key} %: ours {row['ours_gw']} GW, published {row['published_gw']} GW ({row['difference_pct']:+} %)")
+    return 0
+
+
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `gridshift study ...` to the CLI's verbs."""
+    study = verbs.add_parser("study", help="grid studies on real data (no Ray)")
+    sub = study.add_subparsers(dest="study_verb", required=True)
+    curtailment = sub.add_parser("curtailment", help="how much flexible load each authority absorbs at a curtailment")
+    curtailment.add_argument("--zones", help=f"comma list (default: the 22 of the study: {','.join(STUDY_ZONES)})")
+    curtailment.add_argument("--rates", default=",".join(f"{r:g}" for r in DEFAULT_RATES_PCT), help="percent")
+    curtailment.add_argument("--years", default="2016-2024", help="FIRST-LAST")
+    curtailment.add_argument("--data", default=str(DEFAULT_FOLDER), help="the eia930/demand_2015_2024 folder")
+    curtailment.add_argument("--json", action="store_true", help="stable JSON (gridshift.curtailment_study/v1)")
+    curtailment.add_argument("--report", help="write the plot, the JSON and index.html to this folder")
+    curtailment.set_defaults(func=cmd_curtailment)

@@ -1,0 +1,1 @@
+"""Fleet what-if simulation over real traces and grid studies (curtailment-enabled headroom): pure, no Ray."""
