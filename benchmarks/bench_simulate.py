@@ -28,8 +28,9 @@ from fleet.times import utc_now_from
 from policies.ladder import RegionInputs, decide_region
 from policies.load import RegionLoad
 from policies.power import PowerInputs, estimate_power
-from router.routing import RouteRequest, StickyRouter
+from router.routing import RouteRequest
 from router.state import snapshot
+from router.sticky import StickyRouter
 from simulate.engine import SimulationSpec, simulate_fleet, simulation_fleet
 from simulate.inputs import Inputs, load_inputs
 from simulate.mix import LEVERS, parse_mix

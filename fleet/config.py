@@ -17,10 +17,12 @@ from fleet.headroom import HeadroomConfig
 from fleet.ladder import PolicyConfig
 from fleet.openadr import OpenADRConfig
 from fleet.power import PowerModelConfig
+from fleet.pricing import PricingConfig
 from fleet.regions import RegionConfig
-from fleet.routing import LatencyConfig, RoutingConfig, WorkloadClassConfig, default_workload_classes
+from fleet.routing import LatencyConfig, RoutingConfig, RoutingMode, WorkloadClassConfig, default_workload_classes
 from fleet.serving import GatewayConfig, ServingConfig
 from fleet.sources import LiveSourceConfig, TraceSourceConfig
+from fleet.tenants import TenantsConfig
 
 
 class FleetConfig(StrictModel):
@@ -43,6 +45,8 @@ class FleetConfig(StrictModel):
     policy: PolicyConfig = Field(default_factory=PolicyConfig, description="Magnitude-shifting policy.")
     power: PowerModelConfig = Field(default_factory=PowerModelConfig, description="Region power estimate.")
     openadr: OpenADRConfig | None = Field(None, description="OpenADR 3 VEN; null: none.")
+    tenants: TenantsConfig = Field(default_factory=TenantsConfig, description="Tenants, API keys, usage.")
+    pricing: PricingConfig = Field(default_factory=PricingConfig, description="Grid-aware price formula.")
 
     @field_validator("signal_source", mode="before")
     @classmethod
@@ -74,6 +78,7 @@ class FleetConfig(StrictModel):
                 raise ValueError(f"workload_classes: the {required!r} class is required")
         if self.openadr is not None:
             self.openadr.check_regions(tuple(names))
+        self._check_firm_class()
         defaults = self.serving.knobs
         for index, step in enumerate(self.policy.steps):
             if step.max_batch_size > defaults.max_batch_size or step.max_concurrency > defaults.max_concurrency:
@@ -82,6 +87,18 @@ class FleetConfig(StrictModel):
                     f"max_concurrency {defaults.max_concurrency}); the ladder only turns regions down"
                 )
         return self
+
+    def _check_firm_class(self) -> None:
+        # Tiers 0 and 1 promise full precision by being served as this class: the ladder must never degrade it.
+        firm = self.tenants.firm_class
+        workload = None if firm is None else self.workload_classes.get(firm)
+        if workload is None:
+            return  # no such class: those tiers are served as their own class (docs/tenants.md)
+        if workload.mode is RoutingMode.DEFER:
+            raise ValueError(f"tenants.firm_class: {firm!r} is a deferred class; it must be served per request")
+        degrading = [index for index, step in enumerate(self.policy.steps) if firm in step.degrade_classes]
+        if degrading:
+            raise ValueError(f"tenants.firm_class: {firm!r} is degraded by policy.steps {degrading}")
 
     def region(self, name: str) -> RegionConfig:
         for region in self.regions:

@@ -43,6 +43,8 @@ def default_workload_classes() -> dict[str, WorkloadClassConfig]:
     return {
         "realtime": WorkloadClassConfig(mode=RoutingMode.STAY, latency_budget_ms=50.0),
         "tolerant": WorkloadClassConfig(mode=RoutingMode.SHIFT, latency_budget_ms=150.0),
+        # Never degraded by the policy ladder: what flexibility tiers 0 and 1 are served as (fleet/tenants.py).
+        "firm": WorkloadClassConfig(mode=RoutingMode.STAY, latency_budget_ms=150.0),
         "batch": WorkloadClassConfig(mode=RoutingMode.DEFER, latency_budget_ms=None),
     }
 

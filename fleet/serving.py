@@ -103,7 +103,26 @@ class GatewayConfig(StrictModel):
         0.2, gt=0.0, le=10.0, description="How often the gateway refreshes its cached control state, s."
     )
     min_forward_timeout_s: PositiveFloat = Field(
-        2.0, description="A forward waits at least this long (or the remaining budget, if longer) before failover."
+        2.0, description="How long a health probe of a region waits for its answer, s."
+    )
+    forward_timeout_s: PositiveFloat = Field(
+        10.0,
+        description="How long an admitted request waits for its region before the attempt is cancelled and the "
+        "next region tried, s. Admission bounds each region's queue, so a working region answers well within it.",
+    )
+    admission_queue_factor: float = Field(
+        1.0,
+        ge=0.0,
+        le=16.0,
+        description="Requests a region may queue beyond what its replicas work on at once (replicas x the knobs' "
+        "work slots: one batch each, or fewer where max_concurrency caps it), as a multiple of that; beyond it the "
+        "region is full and the next one is tried.",
+    )
+    realtime_reserve: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Share of each region's admission bound only real-time work may use, so it is admitted first.",
     )
     unhealthy_after_failures: PositiveInt = Field(
         2, description="Consecutive forward failures that mark a region unhealthy until a probe succeeds."

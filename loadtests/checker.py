@@ -26,7 +26,8 @@ from typing import Any
 
 from fleet.config import FleetConfig
 from fleet.routing import RoutingMode
-from router.routing import RegionState, RouteDecision, RouteRequest, StickyRouter, choose_region
+from router.routing import RegionState, RouteDecision, RouteReason, RouteRequest, choose_region
+from router.sticky import StickyRouter
 
 FAILOVER_PREFIX = "failover:"
 HEADROOM_ROUNDING = 0.00005  # /v1/regions publishes headroom rounded to four decimals
@@ -45,6 +46,7 @@ class Rule(StrEnum):
     SPLIT = "spread_split"  # over the run, the observed split across eligible regions matches the intended one
     DR_REACTION = "dr_reaction"  # tolerant traffic leaves a region under a DR event within the reaction time
     DR_RETURN = "dr_return"  # and comes back within the reaction time once the event is cleared
+    NO_SPILL = "no_emergency_spill"  # tolerant work is served under a grid emergency only when no calm region could
     COVERAGE = "checked_coverage"  # enough answers could be checked for the run to prove anything
 
 
@@ -52,6 +54,7 @@ class Outcome(StrEnum):
     PASS = "pass"
     VIOLATION = "violation"
     UNCHECKED = "unchecked"  # the control state the answer names was never seen: reported, not a violation
+    REJECTED = "rejected"  # 503 "overloaded" with Retry-After at once, in a run that offers more than capacity
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,8 @@ class Observation:
     state_version: int | None = None
     attempts: tuple[str, ...] = ()
     error: str = ""
+    full: tuple[str, ...] = ()  # regions the gateway skipped as full (X-Gridshift-Full)
+    rejected: bool = False  # 503 "overloaded" with Retry-After: admission turned it away, at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,9 +200,12 @@ class RoutingChecker:
     """Judges answers with the routing core. Keeps one piece of state, as the gateway does: the previous
     eligible set per (origin, class), used only to say which split the core intends (never to fail an answer)."""
 
-    def __init__(self, fleet: FleetConfig, rtt_ms: Mapping[str, Mapping[str, float]]) -> None:
+    def __init__(
+        self, fleet: FleetConfig, rtt_ms: Mapping[str, Mapping[str, float]], *, allow_rejections: bool = False
+    ) -> None:
         self.fleet = fleet
         self.rtt_ms = rtt_ms
+        self.allow_rejections = allow_rejections  # overload runs: admission's fast 503s are the expected answer
         self._router = StickyRouter(rtt_ms, fleet.routing)
         self._under_event: frozenset[str] = frozenset()
 
@@ -206,6 +214,8 @@ class RoutingChecker:
     ) -> Check:
         obs = observation
         what = f"{obs.workload_class} request from {obs.origin} ({obs.latency_budget_ms:g} ms)"
+        if obs.rejected and self.allow_rejections:
+            return Check(Outcome.REJECTED, None, f"{what}: rejected at once, every region that may serve was full")
         if not 200 <= obs.status < 300:
             answer = f"HTTP {obs.status}" if obs.status else "no answer"
             detail = f": {obs.error}" if obs.error else ""
@@ -225,15 +235,21 @@ class RoutingChecker:
         base_reason = reason.removeprefix(FAILOVER_PREFIX)
 
         replays = self._replays(request, view.states, frozenset())
-        verdict = self._verdict(replays, region, base_reason, failover, obs.attempts)
+        verdict = self._verdict(replays, region, base_reason, failover, obs.full[:1] + obs.attempts[:1])
         if verdict is None and suspects:
             replays += self._replays(request, view.states, suspects, skip_empty=True)
-            verdict = self._verdict(replays, region, base_reason, failover, obs.attempts)
+            verdict = self._verdict(replays, region, base_reason, failover, obs.full[:1] + obs.attempts[:1])
         if verdict is None:
             nudged = _nudged(view.states, region)
             replays += self._replays(request, nudged, suspects)
-            verdict = self._verdict(replays, region, base_reason, failover, obs.attempts)
+            verdict = self._verdict(replays, region, base_reason, failover, obs.full[:1] + obs.attempts[:1])
         under_event = tuple(sorted(view.under_event))
+        if verdict is not None and mode is RoutingMode.SHIFT:
+            spill = self._spilled(view, verdict.decision, region, base_reason, obs)
+            if spill:
+                return Check(
+                    Outcome.VIOLATION, Rule.NO_SPILL, f"{what} served by {region}: {spill}", under_event=under_event
+                )
         if verdict is not None:
             if failover or mode is not RoutingMode.SHIFT:
                 return Check(Outcome.PASS, under_event=under_event)
@@ -270,9 +286,24 @@ class RoutingChecker:
                 replays.append(_Replay(decision, down))
         return replays
 
+    def _spilled(
+        self, view: ControlView, decision: RouteDecision, region: str, reason: str, obs: Observation
+    ) -> str | None:
+        """Why serving tolerant work in `region` broke the no-spill rule, if it did: the region was in grid emergency
+        while a calm region of the ranking had not failed (it was full, or never tried)."""
+        avoid = self.fleet.routing.avoid_stress_level
+        stress = {state.name: state.stress_level for state in view.states}
+        if stress.get(region, 0) < avoid or reason == RouteReason.ONLY_STRESSED.value:
+            return None  # a calm region, or only regions in emergency fit: nothing to spill from
+        failed = set(obs.attempts[:-1])
+        calm = [name for name in decision.ranked if stress.get(name, 0) < avoid and name not in failed]
+        if not calm:
+            return None
+        return f"its grid is in emergency (stress {stress[region]}) while {_names(calm)} had not failed"
+
     @staticmethod
     def _verdict(
-        replays: Sequence[_Replay], region: str, reason: str, failover: bool, attempts: tuple[str, ...]
+        replays: Sequence[_Replay], region: str, reason: str, failover: bool, first: tuple[str, ...]
     ) -> _Replay | None:
         for replay in replays:
             decision = replay.decision
@@ -281,7 +312,8 @@ class RoutingChecker:
             eligible = {name for name, _ in decision.eligible}
             if failover:
                 # A fallback served: the first attempt was the core's choice, the server a ranked fallback.
-                if region in decision.ranked and (not attempts or attempts[0] in eligible):
+                # `first`: the first region the gateway considered (skipped as full, or tried).
+                if region in decision.ranked and (not first or any(name in eligible for name in first)):
                     return replay
             elif region in eligible:
                 return replay

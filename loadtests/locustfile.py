@@ -25,6 +25,7 @@ from locust.event import EventHook
 
 from fleet.config import FleetConfig
 from fleet.loaders import load_fleet, load_rtt_matrix
+from loadtests.azure_trace import TraceRequest, load_trace_requests, schedule
 from loadtests.checker import (
     Check,
     ControlView,
@@ -84,7 +85,9 @@ class LoadRun:
         self.plan = plan
         self.fleet = fleet
         self.host = host
-        self.checker = RoutingChecker(fleet, load_rtt_matrix(fleet.latency))
+        self.checker = RoutingChecker(fleet, load_rtt_matrix(fleet.latency), allow_rejections=plan.allow_overload)
+        # Open-loop replay: the whole schedule, fixed at start from the trace, the rate and the run's length.
+        self.trace_schedule: list[TraceRequest] = []
         self.history = StateHistory()
         self.poll_errors = 0
         self._session = requests.Session()
@@ -226,9 +229,18 @@ def _configure(environment: Environment, options: Any) -> LoadRun:
         workload = fleet.workload_classes.get(name)
         if workload is None or workload.latency_budget_ms is None:
             raise ValueError(f"workload class {name!r} is not a per-request class of fleet {fleet.name!r}")
-    RealtimeUser.weight = plan.workload_mix.get("realtime", 0.0)
-    TolerantUser.weight = plan.workload_mix.get("tolerant", 0.0)
-    return LoadRun(environment, plan, fleet, host)
+    run = LoadRun(environment, plan, fleet, host)
+    if plan.trace is not None:
+        # One user replays the whole trace, sending each request at its time from a greenlet of its own.
+        RealtimeUser.weight = TolerantUser.weight = 0
+        TraceReplayUser.weight = 1
+        requests = load_trace_requests(Path(plan.trace.path))
+        run.trace_schedule = schedule(requests, plan.trace.rate_per_s, float(options.run_time))
+    else:
+        RealtimeUser.weight = plan.workload_mix.get("realtime", 0.0)
+        TolerantUser.weight = plan.workload_mix.get("tolerant", 0.0)
+        TraceReplayUser.weight = 0
+    return run
 
 
 @_listens_to(events.test_start)
@@ -260,20 +272,23 @@ class GridshiftUser(HttpUser):
     @task
     def embed(self) -> None:
         run = LoadRun.of(self.environment)
-        origin = run.pick_origin()
-        budget_ms = run.pick_budget_ms(self.workload_class)
+        self.send(run, self.workload_class, run.pick_origin(), random.sample(TEXTS, random.randint(1, 2)))
+
+    def send(self, run: LoadRun, workload_class: str, origin: str, texts: list[str]) -> None:
+        """One request, judged and recorded."""
+        budget_ms = run.pick_budget_ms(workload_class)
         headers = {
-            "X-Gridshift-Class": self.workload_class,
+            "X-Gridshift-Class": workload_class,
             "X-Gridshift-Origin": origin,
             "X-Gridshift-Latency-Budget-Ms": f"{budget_ms:g}",
         }
-        body = {"input": random.sample(TEXTS, random.randint(1, 2)), "model": "all-MiniLM-L6-v2"}
+        body = {"input": texts, "model": "all-MiniLM-L6-v2"}
         sent_s = time.time()
         with self.client.post(
             "/v1/embeddings",
             json=body,
             headers=headers,
-            name=f"/v1/embeddings [{self.workload_class}]",
+            name=f"/v1/embeddings [{workload_class}]",
             catch_response=True,
             timeout=REQUEST_TIMEOUT_S,
         ) as response:
@@ -284,7 +299,7 @@ class GridshiftUser(HttpUser):
                 error = str(response.error or response.text[:200])
             observation = Observation(
                 origin=origin,
-                workload_class=self.workload_class,
+                workload_class=workload_class,
                 latency_budget_ms=budget_ms,
                 status=status,
                 region=response.headers.get("X-Gridshift-Region"),
@@ -292,6 +307,8 @@ class GridshiftUser(HttpUser):
                 state_version=parse_version(response.headers.get("X-Gridshift-State-Version")),
                 attempts=parse_attempts(response.headers.get("X-Gridshift-Attempts")),
                 error=error,
+                full=parse_attempts(response.headers.get("X-Gridshift-Full")),
+                rejected=status == 503 and "Retry-After" in response.headers and '"overloaded"' in response.text,
             )
             check = run.judge(observation)
             if check.outcome is Outcome.VIOLATION:
@@ -302,7 +319,7 @@ class GridshiftUser(HttpUser):
             RequestRecord(
                 sent_s=sent_s,
                 done_s=done_s,
-                workload_class=self.workload_class,
+                workload_class=workload_class,
                 origin=origin,
                 budget_ms=budget_ms,
                 status=status,
@@ -328,6 +345,35 @@ class TolerantUser(GridshiftUser):
     """Latency-tolerant work: must run where the routing core could send it, given the grid."""
 
     workload_class = "tolerant"
+
+
+class TraceReplayUser(GridshiftUser):
+    """The open-loop replay: every request of the schedule sent at its time, from a greenlet of its own, whatever
+    the answers do (a closed loop of users limits itself, and would hide overload)."""
+
+    workload_class = "tolerant"  # unused: each request draws its own class
+    weight = 0
+
+    def on_start(self) -> None:
+        # One connection per request in flight: requests' default pool of 10 would serialise the burst.
+        self.client.mount("http://", requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=512))
+
+    @task
+    def replay(self) -> None:
+        run = LoadRun.of(self.environment)
+        trace = run.plan.trace
+        if trace is None:  # pragma: no cover - the user is weighted only for trace plans
+            raise RuntimeError("TraceReplayUser needs a trace plan")
+        started = time.monotonic()
+        for request in run.trace_schedule:
+            delay = request.at_s - (time.monotonic() - started)
+            if delay > 0:
+                gevent.sleep(delay)
+            klass = "realtime" if random.random() < trace.realtime_share else "tolerant"
+            texts = [random.choice(TEXTS) for _ in range(request.sentences)]
+            gevent.spawn(self.send, run, klass, run.pick_origin(), texts)
+        while True:  # the schedule is done: idle until locust's -t stops the run (a second replay would double it)
+            gevent.sleep(60.0)
 
 
 class ScenarioShape(LoadTestShape):

@@ -3,6 +3,7 @@ writes the routing summary. Exits 1 on any routing violation, 2 on bad arguments
 
     python -m loadtests.run --scenario smoke|steady|dr_event|region_kill [--url URL | --fake-gateway]
         [--users N] [--duration S] [--results DIR]
+    python -m loadtests.run --scenario trace_replay|overload [--rate R] [--trace FILE] [--duration S]
 
 Without --url it starts the embedded default fleet itself (`loadtests.embedded_gateway`, a child process that
 owns Ray), holding the grid at the 2022-09-07T01:00Z heat-wave peak with WAN emulation on. Locust runs in a
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from loadtests.azure_trace import TRACE_FILE
 from loadtests.embedded_gateway import TOKEN_ENV
 from loadtests.gateways import gateway_for
 from loadtests.locust_run import run
@@ -55,6 +57,9 @@ def _weights(text: str) -> dict[str, float]:
     return weights
 
 
+DEFAULT_TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "workloads" / TRACE_FILE
+
+
 def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(
         prog="python -m loadtests.run",
@@ -78,11 +83,17 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--start", default=PEAK, help=f"embedded gateway: trace time the grid is held at (default {PEAK})")
     cli.add_argument("--no-wan-emulation", action="store_true", help="embedded gateway: no emulated round trips")
     cli.add_argument("--port", type=int, help="port for the gateway this runner starts (default: a free one)")
+    cli.add_argument("--rate", type=float, help="trace scenarios: mean requests per second (default: the scenario's)")
+    cli.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="trace scenarios: the Azure LLM trace (csv.gz)")
     return cli
 
 
 def settings_from(args: argparse.Namespace, cli: argparse.ArgumentParser) -> RunSettings:
     scenario = SCENARIOS[args.scenario]
+    if scenario.trace_rate_per_s is None and args.rate is not None:
+        cli.error(f"--rate is for the trace scenarios; scenario {scenario.name} runs users (--users, --rate-per-user)")
+    if scenario.trace_rate_per_s is not None and args.users not in (None, 1):
+        cli.error(f"scenario {scenario.name} replays a trace open-loop: set --rate, not --users")
     users = args.users if args.users is not None else scenario.users
     duration_s = args.duration if args.duration is not None else scenario.duration_s
     user_rps = args.rate_per_user if args.rate_per_user is not None else scenario.user_rps
@@ -109,6 +120,12 @@ def settings_from(args: argparse.Namespace, cli: argparse.ArgumentParser) -> Run
             StagePlan(until_fraction=s.until_fraction, users_fraction=s.users_fraction) for s in scenario.stages
         ],
     }
+    if scenario.trace_rate_per_s is not None:
+        if not args.trace.is_file():
+            cli.error(f"--trace {args.trace}: not a file (the Azure LLM trace is in ../shared/data/workloads/)")
+        rate = args.rate if args.rate is not None else scenario.trace_rate_per_s
+        plan_fields["trace"] = {"path": str(args.trace), "rate_per_s": rate}
+    plan_fields["allow_overload"] = scenario.allow_overload
     if args.mix:
         plan_fields["workload_mix"] = args.mix
     if args.origins:

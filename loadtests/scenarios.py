@@ -15,6 +15,7 @@ MAX_USERS = 50
 MAX_DURATION_S = 600.0
 MAX_SPAWN_RATE = 10.0  # users started per second
 MAX_USER_RPS = 5.0  # requests per second per user, so at most MAX_USERS * MAX_USER_RPS in all
+MAX_TRACE_RATE = 250.0  # requests per second of an open-loop trace replay: the same ceiling as users x rate
 MIN_ACTION_DURATION_S = 15.0  # below this, a scenario with grid actions cannot show a move and a return
 
 USER_CLASSES = ("realtime", "tolerant")  # the workload classes the locust users model (batch is not per request)
@@ -55,6 +56,8 @@ class Scenario:
     user_rps: float
     stages: tuple[Stage, ...]
     actions: tuple[Action, ...] = ()
+    trace_rate_per_s: float | None = None  # replay the real arrival trace open-loop at this mean rate (not users)
+    allow_overload: bool = False  # fast 503 "overloaded" answers (admission) are expected, not violations
 
     @property
     def needs_admin(self) -> bool:
@@ -105,6 +108,29 @@ SCENARIOS: dict[str, Scenario] = {
             stages=_FULL,
             actions=(Action(1 / 3, ActionKind.KILL_REGION),),
         ),
+        Scenario(
+            "trace_replay",
+            "the real Azure LLM arrival trace, open-loop at --rate requests/s (one to eight sentences each, 30 % "
+            "real-time, origins over every region): bursts as they came, whatever the answers do",
+            users=1,
+            duration_s=60.0,
+            user_rps=1.0,
+            stages=_FULL,
+            trace_rate_per_s=8.0,
+        ),
+        Scenario(
+            "overload",
+            "the trace at about twice the fleet's capacity (set --rate from benchmarks.bench_overload) during a "
+            "level-3 DR event: fast 503s with Retry-After are expected; a tolerant answer from an emergency region "
+            "while a calm one was up is a violation",
+            users=1,
+            duration_s=40.0,
+            user_rps=1.0,
+            stages=_FULL,
+            actions=(Action(0.1, ActionKind.POST_DR_EVENT), Action(0.9, ActionKind.CLEAR_DR_EVENT)),
+            trace_rate_per_s=40.0,
+            allow_overload=True,
+        ),
     )
 }
 
@@ -152,6 +178,16 @@ class StagePlan(BaseModel):
     users_fraction: float = Field(gt=0.0, le=1.0, description="Share of the users running in the stage.")
 
 
+class TracePlan(BaseModel):
+    """An open-loop replay of the real arrival trace (loadtests/azure_trace.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(min_length=1, description="The Azure LLM conversation trace (csv.gz).")
+    rate_per_s: float = Field(gt=0.0, le=MAX_TRACE_RATE, description="Mean requests per second of the replay.")
+    realtime_share: float = Field(0.3, ge=0.0, le=1.0, description="Share of requests sent as real-time work.")
+
+
 class LoadPlan(BaseModel):
     """What the runner tells the locust process (a JSON file named by --gridshift-plan). Users, spawn rate and
     duration are locust's own -u/-r/-t, checked against the same caps there."""
@@ -178,6 +214,8 @@ class LoadPlan(BaseModel):
         min_length=1,
         description="The load shape: users over the run.",
     )
+    trace: TracePlan | None = Field(None, description="Replay the real arrival trace open-loop instead of users.")
+    allow_overload: bool = Field(False, description="503 'overloaded' with Retry-After is a rejection, not a failure.")
     poll_interval_s: float = Field(
         0.05, ge=0.02, le=1.0, description="How often the checker reads /v1/regions (control state versions), s."
     )

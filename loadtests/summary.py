@@ -39,6 +39,7 @@ def summarize(
             violations.add(record.rule, record.message)
     by_outcome = Counter(r.outcome.value for r in requests)
     answered = [r for r in requests if r.ok]
+    rejected = [r for r in requests if r.outcome is Outcome.REJECTED]
     unchecked_share = by_outcome[Outcome.UNCHECKED.value] / len(answered) if answered else 0.0
     if not requests:
         violations.add(Rule.COVERAGE, "no request was made: the run proves nothing")
@@ -68,8 +69,10 @@ def summarize(
             "by_class": dict(sorted(Counter(r.workload_class for r in requests).items())),
             "by_outcome": dict(sorted(by_outcome.items())),
             "answered_2xx": len(answered),
-            "failed": len(requests) - len(answered),
+            "failed": len(requests) - len(answered) - len(rejected),
             "failover": sum(r.failover for r in requests),
+            "rejected": len(rejected),
+            "time_to_reject_ms": _quantiles([(r.done_s - r.sent_s) * 1000 for r in rejected]),
             "unchecked_share": round(unchecked_share, 4),
             "by_region": {
                 workload: dict(
@@ -113,3 +116,11 @@ def _timeline(
             for workload, rows in sorted(per_class.items())
         },
     }
+
+
+def _quantiles(values: list[float]) -> dict[str, float] | None:
+    """p50 and max, rounded to the millisecond's tenth; None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return {"p50": round(ordered[len(ordered) // 2], 1), "max": round(ordered[-1], 1)}

@@ -16,8 +16,14 @@ def render_text(summary: Mapping[str, Any]) -> str:
         f"2xx {req['answered_2xx']}, failed {req['failed']}, failover {req['failover']}; "
         f"checked {req['by_outcome'].get('pass', 0) + req['by_outcome'].get('violation', 0)}, "
         f"unchecked {req['by_outcome'].get('unchecked', 0)} ({req['unchecked_share']:.1%})",
-        "served by region:",
     ]
+    if req.get("rejected"):
+        reject = req["time_to_reject_ms"]
+        lines.append(
+            f"rejected at once (503 overloaded, Retry-After): {req['rejected']}; time to reject p50 "
+            f"{reject['p50']:.0f} ms, max {reject['max']:.0f} ms"
+        )
+    lines.append("served by region:")
     for workload, counts in req["by_region"].items():
         lines.append(f"  {workload:<9} " + "  ".join(f"{region} {count}" for region, count in counts.items()))
     for action in summary["actions"]:

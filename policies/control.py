@@ -18,6 +18,7 @@ from grid.context import FleetContext
 from policies.batch_gate import GateAnswer, JobProgress
 from policies.calibration import Calibration
 from policies.control_api import ControlApi
+from policies.control_history import ControlHistory, ControlSample, sample_state
 from policies.control_state import ControlState, GatewayLoad, GatewayReports, GridInputs, StateBuilder, check_region
 from policies.job_registry import JobRegistry
 from policies.knob_leases import KnobLeases, KnobsLease
@@ -25,6 +26,8 @@ from policies.ladder import RegionDecision, RegionInputs
 from policies.load import ReplicaReport
 from policies.plan import Plan
 from policies.telemetry import Telemetry
+from policies.training_gate import TrainingAnswer, TrainingProgress
+from policies.training_jobs import TrainingControl, TrainingJobs
 
 
 class ControlPlane(ControlApi):
@@ -38,8 +41,10 @@ class ControlPlane(ControlApi):
         self.gateways = GatewayReports()
         self.leases = KnobLeases(context.fleet, wall_clock)
         self.job_registry = JobRegistry(context, clock)
+        self.training_jobs = TrainingJobs(self.job_registry)
         self.measurements = Telemetry(context, clock, wall_clock)
         self._builder = StateBuilder(context)
+        self._history = ControlHistory()
         self._openadr_status: dict[str, object] | None = None
 
     @property
@@ -89,8 +94,26 @@ class ControlPlane(ControlApi):
         return None if state.version == known_version else state
 
     def _current_state(self) -> ControlState:
-        reports = self.gateways.live(self.wall_clock.now_s())
-        return self._builder.build(self.clock.now_s(), self.wall_clock.now_s(), self.inputs, reports, self.leases)
+        wall_s = self.wall_clock.now_s()
+        reports = self.gateways.live(wall_s)
+        state = self._builder.build(self.clock.now_s(), wall_s, self.inputs, reports, self.leases)
+        if self._history.due(state, wall_s):
+            self._record(state, wall_s, reports)
+        return state
+
+    def _record(self, state: ControlState, wall_s: float, reports: list[GatewayLoad]) -> None:
+        loads = {name: self.measurements.loads.region(name, wall_s) for name in self.fleet.region_names}
+        fresh = self.leases.policy_fresh()
+        sample = sample_state(
+            self.fleet, state, wall_s, self.context.rtt_ms, self.leases.decisions, loads, reports, policy_fresh=fresh
+        )
+        self._history.add(state, sample)
+
+    def history(
+        self, after_wall_s: float | None = None, every_s: float = 0.0, limit: int | None = None
+    ) -> list[ControlSample]:
+        self._current_state()  # samples now if one is due, so the newest sample is at most `every_s` old
+        return self._history.since(after_wall_s, every_s, limit)
 
     def clock_now_s(self) -> float:
         return self.clock.now_s()
@@ -101,7 +124,7 @@ class ControlPlane(ControlApi):
         """What the policy decides from, per region, now (the forecast outlook is cached per trace hour)."""
         state = self._current_state()
         reports = self.gateways.live(self.wall_clock.now_s())
-        return self.measurements.policy_inputs(state, reports, self.job_registry)
+        return self.measurements.policy_inputs(state, reports, self.job_registry, self.training_jobs)
 
     def publish_policy(self, decisions: dict[str, RegionDecision], calibration: Calibration | None = None) -> None:
         self.leases.publish(decisions, calibration)
@@ -173,3 +196,29 @@ class ControlPlane(ControlApi):
 
     def job_statuses(self) -> list[dict[str, object]]:
         return self.job_registry.statuses()
+
+    # Training jobs (policies.training_jobs) ----------------------------------------------------------------------
+
+    def training_gate(self, progress: TrainingProgress) -> TrainingAnswer:
+        """Run (at which size) or pause the job's next stretch of steps (see policies.training_gate)."""
+        check_region(self.fleet, progress.region)
+        state = self._current_state()
+        region = next(r for r in state.snapshot.regions if r.config.name == progress.region)
+        return self.training_jobs.gate(
+            progress,
+            region.assessment.stress_level,
+            self.leases.batch_policy(progress.region),
+            self.leases.batch_pause_reason(progress.region),
+        )
+
+    def training_report(self, progress: TrainingProgress) -> None:
+        self.training_jobs.report(progress)
+
+    def pause_training(self, job_id: str) -> TrainingControl:
+        return self.training_jobs.pause(job_id)
+
+    def resume_training(self, job_id: str) -> TrainingControl:
+        return self.training_jobs.resume(job_id)
+
+    def training_statuses(self) -> list[dict[str, object]]:
+        return self.training_jobs.statuses()

@@ -14,10 +14,13 @@ from fleet.events import DREvent, GridSignal
 from fleet.serving import Knobs
 from policies.batch_gate import GateAnswer, JobProgress
 from policies.calibration import Calibration
+from policies.control_history import ControlSample
 from policies.control_state import ControlState, GatewayLoad
 from policies.knob_leases import KnobsLease
 from policies.ladder import RegionDecision, RegionInputs
 from policies.load import ReplicaReport
+from policies.training_gate import TrainingAnswer, TrainingProgress
+from policies.training_jobs import TrainingControl
 
 
 class ControlApi(Protocol):
@@ -39,6 +42,13 @@ class ControlApi(Protocol):
 
     def clock_now_s(self) -> float:
         """Now on the control clock (trace time under replay)."""
+        ...
+
+    def history(
+        self, after_wall_s: float | None = None, every_s: float = 0.0, limit: int | None = None
+    ) -> list[ControlSample]:
+        """Samples of the control state (grid, rung, knobs, power, battery, traffic split) over the last hour: those
+        newer than `after_wall_s` (None: all), oldest first, at most one per `every_s`, the newest `limit` of them."""
         ...
 
     # The policy actor ------------------------------------------------------------------------------------------
@@ -90,3 +100,19 @@ class ControlApi(Protocol):
     def resume_job(self, job_id: str) -> bool: ...
 
     def job_statuses(self) -> list[dict[str, object]]: ...
+
+    # Training jobs ---------------------------------------------------------------------------------------------
+
+    def training_gate(self, progress: TrainingProgress) -> TrainingAnswer:
+        """Report a training job's progress; get whether to run its next steps, and at which size."""
+        ...
+
+    def training_report(self, progress: TrainingProgress) -> None: ...
+
+    def pause_training(self, job_id: str) -> TrainingControl:
+        """An operator's pause; refused (with why) for a trainer that does not checkpoint."""
+        ...
+
+    def resume_training(self, job_id: str) -> TrainingControl: ...
+
+    def training_statuses(self) -> list[dict[str, object]]: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -27,6 +28,19 @@ from policies.plan_forecast import forecast_signal
 from policies.planner import plan_windows, should_run, slack_runs_out_at_s
 
 HOUR_S = 3600
+
+
+class PlannedJob(Protocol):
+    """What the window plan reads of a job's report (batch's JobProgress, training's TrainingProgress)."""
+
+    @property
+    def region(self) -> str: ...
+    @property
+    def signal(self) -> str: ...
+    @property
+    def deadline_s(self) -> float: ...
+    @property
+    def state(self) -> str: ...
 
 
 @dataclass
@@ -72,39 +86,44 @@ class JobRegistry:
 
     def plan_verdict(self, progress: JobProgress, now_s: float) -> PlanVerdict:
         """The job's window plan, made from the forecast at its first gate and again each new trace hour."""
+        work_wall_s = progress.rows_left / max(progress.rows_per_second, 1e-6)
+        return self.window_verdict(progress.job_id, progress, work_wall_s, now_s)
+
+    def window_verdict(self, plan_key: str, job: PlannedJob, work_wall_s: float, now_s: float) -> PlanVerdict:
+        """Any deferrable job's plan verdict (batch or training), from its remaining work in wall seconds at its
+        measured speed; the plan is cached under `plan_key` and remade each new trace hour."""
         fleet = self.context.fleet
         config = self.planner_config()
         now = int(now_s)
-        rate = max(progress.rows_per_second, 1e-6)
-        work_s = math.ceil(progress.rows_left / rate * fleet.signal_source.speedup)
-        deadline_s = int(progress.deadline_s)
+        work_s = math.ceil(work_wall_s * fleet.signal_source.speedup)
+        deadline_s = int(job.deadline_s)
         hour = now // HOUR_S
-        cached = self._plans.get(progress.job_id)
+        cached = self._plans.get(plan_key)
         if cached is None or cached[0] != hour:
             slots = np.arange(hour * HOUR_S, max(deadline_s, now + HOUR_S), HOUR_S, dtype=np.int64)
             try:
                 forecast = forecast_signal(
-                    self.context.trace, fleet.region(progress.region), progress.signal, now, slots, fleet.headroom
+                    self.context.trace, fleet.region(job.region), job.signal, now, slots, fleet.headroom
                 )
             except ValueError as error:
                 # No forecast of the job's signal here: the stress gate and the slack rule still apply.
-                return PlanVerdict(True, False, f"no {progress.signal} forecast ({error}); running", None)
+                return PlanVerdict(True, False, f"no {job.signal} forecast ({error}); running", None)
             release_s = now if cached is None else cached[1].release_s
             # A running job is not charged a resume for carrying on.
-            running = progress.state == "running" and cached is not None
+            running = job.state == "running" and cached is not None
             plan = plan_windows(
                 release_s,
                 deadline_s,
                 work_s,
                 slots,
                 forecast,
-                progress.signal,
+                job.signal,
                 now_s=now,
                 running=running,
                 config=config,
             )
-            self._plans[progress.job_id] = (hour, plan)
-        plan = self._plans[progress.job_id][1]
+            self._plans[plan_key] = (hour, plan)
+        plan = self._plans[plan_key][1]
         decision = should_run(plan, now, work_s, deadline_s, config)
         forced = decision.run and (
             now >= slack_runs_out_at_s(deadline_s, work_s, config) or plan.forced or not plan.feasible

@@ -23,7 +23,7 @@ from fleet.times import iso
 from policies.battery import BatteryState, discharge_available_kw, dispatch_kw, initial_state, integrate
 from policies.calibration import Calibration
 from policies.load import RegionLoad
-from policies.power import PowerEstimate, PowerInputs, estimate_power, floor_precisions
+from policies.power import PowerEstimate, PowerInputs, TrainingLoad, estimate_power, floor_precisions
 
 LIMIT_HOLD_SHARE = 0.95  # within this share of an import limit, the ladder holds rather than recovers
 
@@ -52,6 +52,7 @@ class RegionInputs:
     deferred_batch_jobs: int = 0
     shifted_away_items_per_s: float = 0.0
     stressed_s_ahead: float = 0.0  # forecast seconds of continued stress at or above the discharge level
+    training: TrainingLoad = field(default_factory=TrainingLoad)  # the region's training workers' CPU
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ def decide_region(
             deferred_batch_jobs=inputs.deferred_batch_jobs,
             shifted_away_items_per_s=inputs.shifted_away_items_per_s,
             battery_kw=battery_kw,
+            training=inputs.training,
         )
         return estimate_power(region, power_inputs, fleet.power, calibration, policy.quality_floor, available_kw)
 

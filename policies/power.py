@@ -1,7 +1,8 @@
 """Region power model (pure): estimated draw from measured load and knobs, the no-control baseline, and the
 flexible kW each lever could still shed. docs/policy.md explains the model and its assumptions.
 
-    utilisation u   = (model CPU-s/s measured at the replicas + running batch jobs x batch_job_cpus) / compute
+    utilisation u   = (model CPU-s/s measured at the replicas + running batch jobs x batch_job_cpus
+                       + training workers' measured CPU-s/s) / compute
     IT power        = capacity_kw x (idle_fraction + (1 - idle_fraction) x u)
     site power      = IT power x PUE
     grid draw       = site power - battery power (discharge positive)
@@ -34,6 +35,16 @@ class Lever(StrEnum):
 
 
 @dataclass(frozen=True)
+class TrainingLoad:
+    """A region's training jobs as the power model sees them: measured CPU-s per s of their workers."""
+
+    running_cpu: float = 0.0  # what their running workers use now
+    full_cpu: float = 0.0  # what every unfinished one (running, or paused by the grid) would use at full size
+    deferrable_cpu: float = 0.0  # of running_cpu, the jobs the grid may pause (flex tier 1 and up)
+    reducible_cpu: float = 0.0  # what shrinking each running job to its tier's limit would shed
+
+
+@dataclass(frozen=True)
 class PowerInputs:
     """What the estimate needs besides config: measured load and what the policy knows of the region's work."""
 
@@ -44,6 +55,7 @@ class PowerInputs:
     deferred_batch_jobs: int = 0  # paused by the grid gate or the policy (not by an operator)
     shifted_away_items_per_s: float = 0.0  # tolerant items from this origin served elsewhere
     battery_kw: float = 0.0
+    training: TrainingLoad = field(default_factory=TrainingLoad)
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,7 @@ def estimate_power(
     batch_size = max(load.mean_batch_requests, 1.0)
     dynamic_kw = region.capacity_kw * (1.0 - config.idle_fraction)
     batch_cpu = inputs.running_batch_jobs * config.batch_job_cpus
+    training = inputs.training
 
     def it_kw(cpu_s_per_s: float) -> float:
         return region.capacity_kw * config.idle_fraction + dynamic_kw * min(cpu_s_per_s / capacity, 1.0)
@@ -127,16 +140,18 @@ def estimate_power(
         fp32_cpu
         + inputs.shifted_away_items_per_s * fp32_item_cpu
         + (inputs.running_batch_jobs + inputs.deferred_batch_jobs) * config.batch_job_cpus
+        + training.full_cpu
     )
 
-    now_cpu = serving_cpu + batch_cpu
+    now_cpu = serving_cpu + batch_cpu + training.running_cpu
     it_now = it_kw(now_cpu)
     site_now = it_now * config.pue
     tolerant_cpu = load.busy_by_class.get("tolerant", 0.0) * scale
     flexible = {
         Lever.SHIFT_AWAY: config.pue * (it_now - it_kw(now_cpu - tolerant_cpu)),
-        Lever.DEFER: config.pue * (it_now - it_kw(now_cpu - batch_cpu)),
-        Lever.REDUCE: config.pue * max(it_now - it_kw(floor_cpu + batch_cpu), 0.0),
+        Lever.DEFER: config.pue * (it_now - it_kw(now_cpu - batch_cpu - training.deferrable_cpu)),
+        Lever.REDUCE: config.pue
+        * max(it_now - it_kw(floor_cpu + batch_cpu + training.running_cpu - training.reducible_cpu), 0.0),
         Lever.BATTERY: battery_available_kw,
     }
     return PowerEstimate(

@@ -15,6 +15,8 @@ from policies.knob_leases import KnobLeases
 from policies.ladder import RegionInputs, decision_to_dict
 from policies.load import LoadBook
 from policies.outlook import stressed_seconds_ahead
+from policies.power import TrainingLoad
+from policies.training_jobs import TrainingJobs
 
 HOUR_S = 3600
 
@@ -30,7 +32,7 @@ class Telemetry:
     _outlook: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)  # (seconds ahead, at)
 
     def policy_inputs(
-        self, state: ControlState, reports: list[GatewayLoad], jobs: JobRegistry
+        self, state: ControlState, reports: list[GatewayLoad], jobs: JobRegistry, training: TrainingJobs | None = None
     ) -> dict[str, RegionInputs]:
         """What the policy decides from, per region, now."""
         now_s = float(self.clock.now_s())
@@ -61,6 +63,7 @@ class Telemetry:
                 power_limit_kw=active_power_limit_kw(state.events, name, now_s),
                 running_batch_jobs=jobs.count(name, "running"),
                 deferred_batch_jobs=jobs.count(name, "paused"),
+                training=TrainingLoad() if training is None else training.load(name),
                 shifted_away_items_per_s=moved.get(name, 0.0),
                 stressed_s_ahead=max(ahead_s - (now_s - computed_at_s), 0.0),
             )

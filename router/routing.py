@@ -138,6 +138,7 @@ def choose_region(
     scored: _Scored = []
     pool: list[int] = []  # indices that fit the budget and are not avoided
     avoided: list[int] = []
+    loaded: list[int] = []  # calm, healthy, within the budget when idle but not at their current load
     avoid_level = config.avoid_stress_level
     for index, region in enumerate(regions):
         rtt = row.get(region.name, 0.0 if region.name == request.origin else None)
@@ -148,6 +149,13 @@ def choose_region(
         latency = estimate_latency_ms(rtt, region, config)
         if not region.healthy or latency > budget:
             verdict = Verdict.FILTERED
+            if (
+                not stay
+                and region.healthy
+                and region.stress_level < avoid_level
+                and rtt + region.service_time_ms <= budget
+            ):
+                loaded.append(index)
         elif not stay and region.stress_level >= avoid_level:
             verdict = Verdict.AVOIDED
             avoided.append(index)
@@ -157,14 +165,22 @@ def choose_region(
         scored.append((region, rtt, latency, region_score, verdict))
 
     if stay:
-        return _route_stay(request, scored, pool, explain)
+        return _route_stay(request, scored, pool, config, explain)
+    if not pool and loaded:
+        # Every calm region that fits the budget is loaded past it for now: tolerant work waits in one of them (the
+        # gateway's admission bounds that wait) rather than spill into a region in grid emergency.
+        for index in loaded:
+            scored[index] = (*scored[index][:4], Verdict.FEASIBLE)
+        pool = loaded
     return _route_shift(request, scored, pool, avoided, config, previous_eligible, draw, explain)
 
 
 _Scored = list[tuple[RegionState, float | None, float | None, float, Verdict]]  # region, rtt, latency, score
 
 
-def _route_stay(request: RouteRequest, scored: _Scored, pool: list[int], explain: bool) -> RouteDecision:
+def _route_stay(
+    request: RouteRequest, scored: _Scored, pool: list[int], config: RoutingConfig, explain: bool
+) -> RouteDecision:
     # Real-time work is never moved for grid reasons: origin if it can serve, else the nearest that can.
     by_rtt = sorted(pool, key=lambda i: (scored[i][1] or 0.0, scored[i][0].name))
     origin_index = next((i for i in pool if scored[i][0].name == request.origin), None)
@@ -175,7 +191,7 @@ def _route_stay(request: RouteRequest, scored: _Scored, pool: list[int], explain
         reason = RouteReason.REALTIME_NEAREST
         detail = f"real-time: origin {request.origin} cannot serve within budget; nearest healthy region"
     else:
-        return _fallback(request, scored, explain)
+        return _fallback(request, scored, config, explain)
     ranked = [chosen] + [i for i in by_rtt if i != chosen]
     return _decision(request, scored, chosen, reason, detail, True, ranked, {chosen: 1.0}, explain)
 
@@ -194,7 +210,7 @@ def _route_shift(
     if stressed_only:
         pool = avoided  # every feasible region is in emergency: serving beats failing
     if not pool:
-        return _fallback(request, scored, explain)
+        return _fallback(request, scored, config, explain)
     by_score = sorted(pool, key=lambda i: (-scored[i][3], scored[i][1] or 0.0, scored[i][0].name))
     best = scored[by_score[0]][3]
 
@@ -262,14 +278,23 @@ def _pick(eligible: list[int], probabilities: Mapping[int, float], draw: float) 
     return eligible[-1]  # draw rounding at the top end
 
 
-def _fallback(request: RouteRequest, scored: _Scored, explain: bool) -> RouteDecision:
-    """Nothing fits: the nearest healthy region, or the nearest at all, and say so."""
+def _fallback(request: RouteRequest, scored: _Scored, config: RoutingConfig, explain: bool) -> RouteDecision:
+    """Nothing fits: the nearest healthy region, or the nearest at all, and say so. Tolerant work still keeps out of
+    a grid emergency while a calm healthy region exists: over budget is a late answer, an emergency is the grid's."""
     known = [i for i, entry in enumerate(scored) if entry[1] is not None]
     healthy = [i for i in known if scored[i][0].healthy]
     candidates = healthy or known
     if not candidates:
         raise UnknownRegionError(f"origin {request.origin!r} has no round-trip time to any region of the fleet")
-    ranked = sorted(candidates, key=lambda i: (scored[i][1] or 0.0, scored[i][0].name))
+    shift = request.mode is RoutingMode.SHIFT
+    ranked = sorted(
+        candidates,
+        key=lambda i: (
+            shift and scored[i][0].stress_level >= config.avoid_stress_level,
+            scored[i][1] or 0.0,
+            scored[i][0].name,
+        ),
+    )
     if healthy:
         reason = RouteReason.NO_FEASIBLE
         detail = f"no region fits the {request.latency_budget_ms:g} ms budget; nearest healthy region"
@@ -289,6 +314,8 @@ def _why(request: RouteRequest, region: RegionState, latency: float | None, verd
         return f"over budget: est {latency:.1f} ms > {request.latency_budget_ms:g} ms"
     if verdict is Verdict.AVOIDED:
         return f"grid stress {region.stress_level} (avoided while others fit)"
+    if latency is not None and latency > request.latency_budget_ms:
+        return f"loaded past the budget (est {latency:.1f} ms), fits it idle: waiting here beats a grid emergency"
     return "fits budget"
 
 
@@ -334,37 +361,6 @@ def _decision(
         eligible=tuple((scored[i][0].name, p) for i, p in probabilities.items()),
         candidates=tuple(candidates),
     )
-
-
-class StickyRouter:
-    """`choose_region` with the anti-flap memory a serving replica keeps: per (origin, class), the eligible set of
-    its last decision, passed back as `previous_eligible`. The gateway routes with it; the load-test checker uses
-    it to know which split a replica in steady state intends. The memory is explicit state, not a global."""
-
-    def __init__(self, rtt_ms: Mapping[str, Mapping[str, float]], config: RoutingConfig) -> None:
-        self.rtt_ms = rtt_ms
-        self.config = config
-        self._previous_eligible: dict[tuple[str, str], frozenset[str]] = {}
-
-    def decide(
-        self, request: RouteRequest, regions: Sequence[RegionState], *, draw: float = 0.0, explain: bool = False
-    ) -> RouteDecision:
-        key = (request.origin, request.workload_class)
-        decision = choose_region(
-            request,
-            regions,
-            self.rtt_ms,
-            self.config,
-            previous_eligible=self._previous_eligible.get(key, frozenset()),
-            draw=draw,
-            explain=explain,
-        )
-        self._previous_eligible[key] = frozenset(name for name, _ in decision.eligible)
-        return decision
-
-    def forget(self) -> None:
-        """Drop the memory: the next decision for every key is made from scratch."""
-        self._previous_eligible.clear()
 
 
 def request_to_dict(request: RouteRequest) -> dict[str, object]:

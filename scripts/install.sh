@@ -14,6 +14,19 @@ fi
 [[ -n "$python_bin" ]] || { echo "install: Python 3.11 is required (set PYTHON=...)" >&2; exit 1; }
 
 [[ -x .venv/bin/python ]] || "$python_bin" -m venv .venv
+
+# The console's browser tests drive Debian's Chromium through Playwright (never a downloaded browser): install it
+# when it is missing and apt-get can, quietly; without it those tests skip and say why.
+if [[ ! -x /usr/bin/chromium ]] && command -v apt-get >/dev/null; then
+  echo "install: installing Debian's chromium for the console's browser tests" >&2
+  apt_log="$(mktemp)"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >"$apt_log" 2>&1; then
+    tail -n 20 "$apt_log" >&2
+    # Not fatal: everything else installs and runs; the browser tests skip and say why.
+    echo "install: apt-get install chromium failed (run as root, or install it yourself); browser tests will skip" >&2
+  fi
+  rm -f "$apt_log"
+fi
 stamp=.venv/.gridshift-install-stamp
 want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then

@@ -28,6 +28,7 @@ from serve_apps.backends import HandleBackend, HttpBackend, RegionBackend
 from serve_apps.gateway import GatewayCore
 from serve_apps.http_api import create_app
 from serve_apps.regional import RegionalApp
+from serve_apps.training_api import RayJobsTrainingLauncher
 
 APP_NAME = "gridshift"
 
@@ -86,7 +87,9 @@ class Gateway:
         self._admin_token_sha256 = admin_token_sha256
 
     def __serve_build_asgi_app__(self) -> Any:
-        return create_app(self.core, self._admin_token_sha256)
+        return create_app(
+            self.core, self._admin_token_sha256, training_launcher=RayJobsTrainingLauncher(self.core.fleet)
+        )
 
 
 REGIONAL_DEPLOYMENT_PREFIX = "region-"

@@ -96,6 +96,13 @@ def _job_path(job_id: str, action: str = "") -> str:
     return f"/v1/batch/jobs/{urllib.parse.quote(job_id, safe='')}" + (f"/{action}" if action else "")
 
 
+_TRAINING_PATH = "/v1/training/jobs"
+
+
+def _training_path(job_id: str, action: str = "") -> str:
+    return f"{_TRAINING_PATH}/{urllib.parse.quote(job_id, safe='')}" + (f"/{action}" if action else "")
+
+
 def _result(response: httpx.Response) -> EmbeddingResult:
     body = response.json()
     rows = sorted(body["data"], key=lambda row: row["index"])
@@ -231,6 +238,22 @@ class GridshiftClient:
 
     def resume_job(self, job_id: str, admin_token: str) -> dict[str, Any]:
         return self._json(_Call("POST", _job_path(job_id, "resume"), None, _admin(admin_token)))
+
+    # Training jobs (admin calls need the token) ---------------------------------------------------------
+
+    def submit_training(self, spec: Mapping[str, Any], admin_token: str) -> dict[str, Any]:
+        return self._json(_Call("POST", _TRAINING_PATH, dict(spec), _admin(admin_token), idempotent=False))
+
+    def training_jobs(self) -> list[dict[str, Any]]:
+        jobs: list[dict[str, Any]] = self._json(_Call("GET", _TRAINING_PATH))["jobs"]
+        return jobs
+
+    def training_job(self, job_id: str) -> dict[str, Any]:
+        return self._json(_Call("GET", _training_path(job_id)))
+
+    def control_training(self, job_id: str, action: str, admin_token: str) -> dict[str, Any]:
+        """`action`: pause or resume."""
+        return self._json(_Call("POST", _training_path(job_id, action), None, _admin(admin_token)))
 
 
 class AsyncGridshiftClient:

@@ -24,8 +24,11 @@ from fleet.routing import RoutingMode
 from policies.actors.client import Client
 from policies.control_api import ControlApi
 from policies.control_state import ControlState, GatewayLoad
-from router.routing import RouteDecision, RouteRequest, StickyRouter
+from router.admission import AdmissionBound, admission_bound, admits
+from router.routing import RegionState, RouteDecision, RouteRequest
+from router.sticky import StickyRouter
 from serve_apps.backends import BackendError, RegionalResult, RegionBackend
+from serve_apps.replica_metrics import GatewayMetrics, GatewayObserver
 
 logger = logging.getLogger("gridshift.gateway")
 
@@ -47,6 +50,24 @@ class NoRegionAvailable(Exception):
     """Every candidate failed or the budget ran out: a server-side failure (503), never the client's."""
 
 
+class RegionsFull(NoRegionAvailable):
+    """Every region that may serve the request is at its admission bound: answered at once (503, Retry-After)
+    instead of after a long wait, so clients back off and accepted requests keep bounded latency."""
+
+    retry_after_s = 1
+
+
+@dataclass(frozen=True)
+class _View:
+    """What routing and admission read of one control state, built once per state (not per request)."""
+
+    key: tuple[int, frozenset[str]]  # state version, regions this replica has marked down
+    states: list[RegionState]
+    stress: dict[str, int]
+    headroom: dict[str, float]
+    bounds: dict[str, AdmissionBound]
+
+
 @dataclass(frozen=True)
 class Served:
     """A forwarded request's answer and the routing that produced it."""
@@ -56,6 +77,7 @@ class Served:
     headroom: float
     state_version: int
     attempts: tuple[str, ...]
+    full: tuple[str, ...] = ()  # regions skipped because they were at their admission bound
 
 
 @dataclass(frozen=True)
@@ -118,6 +140,7 @@ class GatewayCore:
         self.remote_regions = frozenset(region.name for region in fleet.regions if region.endpoint_url)
         self.in_flight: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
         self.served_by_region: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
+        self.metrics: GatewayObserver = GatewayMetrics()  # per-replica counters, exported by Ray
         self._moved: deque[tuple[float, str, int]] = deque()  # (monotonic s, origin, items) of shifted work
         self.state: ControlState | None = None
         self.last_sync_s: float | None = None
@@ -129,6 +152,8 @@ class GatewayCore:
         self._tasks: list[asyncio.Task[None]] = []
         self.warm_precisions = warm_precisions
         self._ready: Readiness | None = None
+        self._view: _View | None = None
+        self.rejected_full = 0  # requests answered 503 at once because every region that could serve was full
 
     # Control state ------------------------------------------------------------------------------------
 
@@ -246,40 +271,76 @@ class GatewayCore:
 
     # Routing and forwarding ---------------------------------------------------------------------------
 
+    def _view_of(self, state: ControlState) -> _View:
+        key = (state.version, frozenset(self.health.down))
+        if self._view is not None and self._view.key == key:
+            return self._view
+        # This replica's own view of health counts at once; the control state catches up on the next sync.
+        states = [s if s.name not in self.health.down else replace(s, healthy=False) for s in state.snapshot.states]
+        gateway = self.fleet.gateway
+        bounds = {
+            region.name: admission_bound(
+                state.knobs[region.name].max_concurrency,
+                region.capacity_replicas if region.endpoint_url else self.fleet.serving.replicas_per_region,
+                gateway.replicas,
+                gateway.admission_queue_factor,
+            )
+            for region in self.fleet.regions
+        }
+        stress = {s.name: s.stress_level for s in states}
+        self._view = _View(key, states, stress, {s.name: s.headroom for s in states}, bounds)
+        return self._view
+
     def decide(
         self, request: RouteRequest, state: ControlState, draw: float | None = None, explain: bool = False
     ) -> RouteDecision:
-        # This replica's own view of health counts at once; the control state catches up on the next sync.
-        states = [s if s.name not in self.health.down else replace(s, healthy=False) for s in state.snapshot.states]
-        return self._router.decide(request, states, draw=self._rng.random() if draw is None else draw, explain=explain)
+        view = self._view_of(state)
+        return self._router.decide(
+            request,
+            view.states,
+            draw=self._rng.random() if draw is None else draw,
+            explain=explain,
+            plan_key=view.key,  # the ranking is computed once per state; each request draws over it
+        )
 
     async def serve(self, request: RouteRequest, texts: list[str]) -> Served:
         state = await self.ready_state()
+        view = self._view_of(state)
         decision = self.decide(request, state)
-        started = self._monotonic_s()
-        budget_s = request.latency_budget_ms / 1000.0
+        gateway = self.fleet.gateway
+        urgent = request.mode is RoutingMode.STAY
+        avoid_level = self.fleet.routing.avoid_stress_level
         attempts: list[str] = []
-        wan = self.fleet.gateway.wan_emulation
+        full: list[str] = []
+        wan = gateway.wan_emulation
         row = self.rtt_ms.get(request.origin, {})
-        # `ranked` holds only regions whose estimate fits the budget (when any does), so every retry goes to a
-        # region within budget. A retry is made even when the failed attempt used up the time: for this work
-        # a late answer beats an error, and the list is bounded by the fleet's size.
+        started_s = self._monotonic_s()
+        # Regions in ranked order. A full region (at its admission bound) is skipped, not waited on; a region that
+        # fails is left for the next. An attempt is never abandoned while it works: it waits up to
+        # forward_timeout_s, which the bounded queues keep well above a working region's answer time.
         for region in decision.ranked:
             backend = self.backends.get(region)
             if backend is None:
                 continue
-            remaining_s = budget_s - (self._monotonic_s() - started)
-            rtt_s = row.get(region, 0.0) / 1000.0
+            if full and view.stress[region] >= avoid_level and any(view.stress[f] < avoid_level for f in full):
+                # A region without a grid emergency was merely full: rejecting (the client retries) beats
+                # spilling into the one region the grid asked to shed. Only failures open an emergency region.
+                continue
+            if not admits(
+                self.in_flight[region], view.bounds[region], urgent=urgent, realtime_reserve=gateway.realtime_reserve
+            ):
+                full.append(region)
+                continue
             attempts.append(region)
             self.in_flight[region] += 1
             try:
                 if wan:
-                    await self._sleep(rtt_s)  # the real round trip to that region, emulated on one machine
-                timeout_s = max(remaining_s, self.fleet.gateway.min_forward_timeout_s)
-                result = await backend.embed(texts, timeout_s, request.workload_class)
+                    await self._sleep(row.get(region, 0.0) / 1000.0)  # the real round trip, emulated on one machine
+                result = await backend.embed(texts, gateway.forward_timeout_s, request.workload_class)
             except BackendError as error:
                 self.health.failed(region)
                 logger.warning("forward to %s failed (%s); trying the next candidate", region, error)
+                self.metrics.failed_over(region)
                 continue
             finally:
                 self.in_flight[region] -= 1
@@ -287,8 +348,13 @@ class GatewayCore:
             self.served_by_region[region] += 1
             if request.mode is RoutingMode.SHIFT and region != request.origin:
                 self._moved.append((self._monotonic_s(), request.origin, len(texts)))
-            headroom = next(s.headroom for s in state.snapshot.states if s.name == region)
-            return Served(result, decision, headroom, state.version, tuple(attempts))
+                self.metrics.shifted(request.origin, region, len(texts))
+            self.metrics.served(region, decision, request.workload_class, self._monotonic_s() - started_s)
+            return Served(result, decision, view.headroom[region], state.version, tuple(attempts), tuple(full))
+        self.metrics.unserved(request.origin, request.workload_class)
+        if full:
+            self.rejected_full += 1
+            raise RegionsFull(f"every region that can serve the request is full ({', '.join(full)}); retry shortly")
         raise NoRegionAvailable(f"no region could serve the request (tried {attempts or 'none'})")
 
     def route_request(self, origin: str, workload_class: str, budget_ms: float | None) -> RouteRequest:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import logging
 import math
 import time
@@ -17,7 +16,6 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -32,7 +30,6 @@ from policies.control_api import ControlApi
 from policies.control_state import ControlState
 from router.routing import decision_to_dict, request_to_dict
 from router.state import snapshot_to_dict
-from serve_apps.admin_token import admin_token_digest
 from serve_apps.api_schema import (
     TOKEN_IDS_HELP,
     ApiError,
@@ -44,16 +41,21 @@ from serve_apps.api_schema import (
     validated,
 )
 from serve_apps.backends import RegionalResult
-from serve_apps.gateway import GatewayCore, NoRegionAvailable, Readiness, Served
+from serve_apps.console import mount_console
+from serve_apps.gateway import GatewayCore, NoRegionAvailable, Readiness, RegionsFull, Served
 from serve_apps.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from serve_apps.metrics import region_staleness, render_metrics
+from serve_apps.metrics import exposition, region_staleness
 from serve_apps.openapi_doc import document
+from serve_apps.provider import Provider
+from serve_apps.provider_api import QuoteRequest, TenantCreate, mount_provider
+from serve_apps.tenant_auth import Caller, admin_dependency, current_caller
+from serve_apps.training_api import PATH as TRAINING_PATH
+from serve_apps.training_api import TrainingLauncher, training_router
+from training.spec import TrainingJobSpec
 
 logger = logging.getLogger("gridshift.http")
 
 API_VERSION = "v1"
-# Module level: the admin dependency's annotation names it, and FastAPI resolves annotations in module globals.
-BEARER = HTTPBearer(auto_error=False, description="The admin token `gridshift up` printed, or $GRIDSHIFT_ADMIN_TOKEN.")
 TELEMETRY_TIMEOUT_S = 1.0  # /v1/regions waits this long for policy figures, then answers without them
 
 
@@ -61,11 +63,17 @@ def _hint_error(param: str, message: str) -> ApiError:
     return ApiError(422, f"header {param}: {message}", param=param)
 
 
-def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
+def create_app(
+    core: GatewayCore,
+    admin_token_sha256: str | None,
+    provider: Provider | None = None,
+    training_launcher: TrainingLauncher | None = None,
+) -> FastAPI:
     """The gateway's ASGI app. `admin_token_sha256` is the digest of the admin bearer token; the plain
     token never reaches the gateway, and None disables the admin API (every admin call is 401)."""
     fleet = core.fleet
     limits = fleet.gateway
+    tenancy = provider or Provider(fleet)
     # OpenAI's model object; `created` is when this gateway started (the fleet serves one model, by config).
     model_card = {
         "id": fleet.serving.model_name,
@@ -77,9 +85,11 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         core.start()
+        await tenancy.start()  # tenants (docs/tenants.md); with auth required, fails here if its database is away
         try:
             yield
         finally:
+            await tenancy.stop()
             await core.stop()
 
     app = FastAPI(
@@ -119,15 +129,9 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
         if region not in fleet.region_names:
             raise ApiError(422, f"region: {region!r} is not in the fleet {list(fleet.region_names)}", param="region")
 
-    async def admin(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
-        presented = "" if credentials is None else credentials.credentials.strip()
-        if admin_token_sha256 is None or not presented:
-            raise ApiError(401, "admin API needs 'Authorization: Bearer <token>'", kind="authentication_error")
-        # Compare digests in constant time: neither the token nor its length leaks through timing.
-        if not hmac.compare_digest(admin_token_digest(presented), admin_token_sha256):
-            raise ApiError(401, "invalid admin token", kind="authentication_error")
-
+    admin = admin_dependency(admin_token_sha256)
     admin_only = [Depends(admin)]
+    app.include_router(training_router(core, admin_only, training_launcher))  # /v1/training/jobs
 
     def parse_hints(
         workload_class: str | None, budget: str | None, origin: str | None
@@ -154,9 +158,11 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
     @app.post("/v1/embeddings")
     async def embeddings(
         raw: Request,
+        caller: Annotated[Caller, Depends(current_caller)],
         x_gridshift_class: Annotated[str | None, Header()] = None,
         x_gridshift_latency_budget_ms: Annotated[str | None, Header()] = None,
         x_gridshift_origin: Annotated[str | None, Header()] = None,
+        x_request_id: Annotated[str | None, Header(max_length=80)] = None,
     ) -> JSONResponse:
         workload_class, budget_ms, origin = parse_hints(
             x_gridshift_class, x_gridshift_latency_budget_ms, x_gridshift_origin
@@ -179,12 +185,19 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
                 f"input: a string of {longest} characters exceeds the limit of {limits.max_input_chars}",
                 param="input",
             )
-        route = core.route_request(origin, workload_class, budget_ms)
+        tiered = tenancy.route(core, caller, origin, workload_class, budget_ms)  # the caller's flexibility tier
+        tenancy.admit(caller, len(texts))  # rate limits (429)
+        route = tiered.request
         try:
             served = await core.serve(route, texts)
+        except RegionsFull as error:  # at once, never after a wait: the client backs off and retries
+            return JSONResponse(error_body(str(error), "overloaded"), 503, headers={"Retry-After": "1"})
         except NoRegionAvailable as error:
             return JSONResponse(error_body(str(error), "service_unavailable"), 503, headers={"Retry-After": "1"})
-        return JSONResponse(embeddings_body(served.result, request.encoding_format), headers=_routing_headers(served))
+        usage = await tenancy.served(core, caller, tiered, served, len(texts), x_request_id)  # records tenants' usage
+        return JSONResponse(
+            embeddings_body(served.result, request.encoding_format), headers={**_routing_headers(served), **usage}
+        )
 
     @app.get("/v1/route")
     async def route_explain(
@@ -238,9 +251,7 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
     )
     async def metrics() -> PlainTextResponse:
-        state = await core.ready_state()
-        text = render_metrics(state, core.in_flight, core.served_by_region, core.health.down)
-        return PlainTextResponse(text, media_type=METRICS_CONTENT_TYPE)
+        return PlainTextResponse(await exposition(core), media_type=METRICS_CONTENT_TYPE)
 
     @app.get(OPENADR_STATUS_PATH)
     async def openadr_status() -> dict[str, Any]:
@@ -377,12 +388,17 @@ def create_app(core: GatewayCore, admin_token_sha256: str | None) -> FastAPI:
             raise ApiError(404, f"no batch job {job_id!r}", param="job_id")
         return {"job_id": job_id, "requested": action}
 
+    mount_console(app, core)  # the operator console: /console and its read-only data endpoints
+    mount_provider(app, core, tenancy, admin_token_sha256)  # prices, quotes, usage, tenants' admin API
     document(
         app,
         {
             ("/v1/embeddings", "post"): EmbeddingsRequest,
             ("/v1/admin/events", "post"): EventRequest,
             ("/v1/batch/jobs", "post"): BatchJobSpec,
+            (TRAINING_PATH, "post"): TrainingJobSpec,
+            ("/v1/quotes", "post"): QuoteRequest,
+            ("/v1/admin/tenants", "post"): TenantCreate,
         },
     )
     return app
@@ -422,7 +438,7 @@ def _routing_headers(served: Served) -> dict[str, str]:
     decision = served.decision
     reason = decision.reason.value
     if served.result.region != decision.region:
-        reason = f"failover:{reason}"  # served by a fallback after the chosen region failed
+        reason = f"failover:{reason}"  # served by a fallback after the chosen region failed or was full
     return {
         "X-Gridshift-Region": served.result.region,
         "X-Gridshift-Reason": reason,
@@ -430,6 +446,7 @@ def _routing_headers(served: Served) -> dict[str, str]:
         "X-Gridshift-Precision": served.result.precision,
         "X-Gridshift-State-Version": str(served.state_version),
         "X-Gridshift-Attempts": ",".join(served.attempts),
+        "X-Gridshift-Full": ",".join(served.full),  # skipped at their admission bound, before the attempts
     }
 
 

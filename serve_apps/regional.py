@@ -21,6 +21,7 @@ from policies.knob_leases import KnobsLease, KnobSource
 from policies.load import ReplicaReport
 from serve_apps.backends import RegionalResult
 from serve_apps.nvml import GpuPowerMeter, open_gpu_power
+from serve_apps.replica_metrics import RegionalMetrics
 
 logger = logging.getLogger("gridshift.regional")
 
@@ -133,6 +134,7 @@ class RegionalModel:
         self._busy_by_precision: dict[str, float] = {}
         self._started_s = time.time()
         self._gpu: GpuPowerMeter | None = open_gpu_power()
+        self._metrics = RegionalMetrics(region)  # per-replica counters, exported by Ray
         self._apply_batching()
         self._sync_task: asyncio.Task[None] | None = None
         self._knob_sync = knob_sync
@@ -236,6 +238,7 @@ class RegionalModel:
             # time (the urgent and patient queues both land here), as the replica has one torch thread to spend.
             async with self._model_lock:
                 vectors, cpu_s = await asyncio.to_thread(self._timed_embed, texts, precision)
+            self._metrics.inference(precision.value, len(texts), cpu_s)
             offset = 0
             for i in indices:
                 count = len(requests[i][0])
@@ -247,6 +250,7 @@ class RegionalModel:
             self._busy_by_precision[precision.value] = self._busy_by_precision.get(precision.value, 0.0) + cpu_s
         self._batches += 1
         self._batched_requests += len(requests)
+        self._metrics.batch(len(requests))
         return [results[i] for i in range(len(requests))]
 
     def _timed_embed(self, texts: list[str], precision: Precision) -> tuple[npt.NDArray[np.float32], float]:

@@ -34,21 +34,33 @@ def start_local_ray(num_cpus: int | None = None, *, dashboard: bool = True) -> s
 
 
 def deploy(
-    fleet: FleetConfig, admin_token: str, *, blocking_timeout_s: float = 600.0, proxy_location: str = "EveryNode"
+    fleet: FleetConfig,
+    admin_token: str,
+    *,
+    blocking_timeout_s: float = 600.0,
+    proxy_location: str = "EveryNode",
+    log_encoding: str = "TEXT",
 ) -> None:
     """Deploy the fleet's Serve application on the connected Ray cluster and wait until it is running.
-    `proxy_location` HeadOnly: one HTTP proxy (several nodes on one host would contend for the port)."""
+    `proxy_location` HeadOnly: one HTTP proxy (several nodes on one host would contend for the port).
+    `log_encoding` JSON: Serve's structured logs (one JSON object a line, with replica and request ids)."""
     from ray import serve
 
     from serve_apps.admin_token import admin_token_digest
     from serve_apps.app import APP_NAME, build_app
 
-    serve.start(http_options={"host": fleet.gateway.host, "port": fleet.gateway.port}, proxy_location=proxy_location)
+    logging_config = {"encoding": log_encoding}
+    serve.start(
+        http_options={"host": fleet.gateway.host, "port": fleet.gateway.port},
+        proxy_location=proxy_location,
+        logging_config=logging_config,
+    )
     serve.run(
         build_app(fleet, admin_token_digest(admin_token)),
         name=APP_NAME,
         route_prefix="/",
         blocking=False,
+        logging_config=logging_config,
     )
     deadline = time.monotonic() + blocking_timeout_s
     wait_until_running(APP_NAME, blocking_timeout_s)

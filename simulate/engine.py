@@ -30,8 +30,9 @@ from policies.plan import DEFAULT_PLANNER_CONFIG, Plan, PlanSignal
 from policies.plan_forecast import forecast_signal
 from policies.planner import plan_windows, should_run, slack_runs_out_at_s
 from policies.power import Lever, PowerInputs, estimate_power
-from router.routing import RegionState, RouteRequest, StickyRouter
+from router.routing import RegionState, RouteRequest
 from router.state import snapshot
+from router.sticky import StickyRouter
 from simulate.jobs import HOUR_S, JOB_UNITS_PER_REGION, Job, generate_jobs
 from simulate.mix import WorkloadMix
 

@@ -3,6 +3,8 @@ behind `policies.actors.client.LocalClient`)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 
 from serve_apps.backends import BackendError, RegionalResult
@@ -17,10 +19,13 @@ class FakeRegion:
         self.calls = 0
         self.classes: list[str] = []
         self.warmed: tuple[str, ...] = ("fp32",)
+        self.hold: asyncio.Event | None = None
 
     async def embed(self, texts: list[str], timeout_s: float, workload_class: str = "tolerant") -> RegionalResult:  # noqa: ARG002 - answers at once
         self.calls += 1
         self.classes.append(workload_class)
+        if self.hold is not None:  # a slow region: the request stays in flight until the test releases it
+            await self.hold.wait()
         if self.failing:
             raise BackendError(f"{self.region}: down")
         vectors = np.array([[len(text), 1.0, 0.0] for text in texts], dtype=np.float32)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import httpx
 
 from fleet.errors import GridshiftError
-from serve_apps.cli import batch, cluster, openadr, policy, route, signals, simulate, study, up
+from serve_apps.cli import batch, cluster, openadr, policy, prices, route, signals, simulate, study, tenants, train, up
 from serve_apps.client import GridshiftClientError
 
 
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gridshift", description="Run AI compute as a dispatchable grid resource.")
     verbs = parser.add_subparsers(dest="verb", required=True)
     # The order here is the order `gridshift --help` lists the verbs in.
-    for group in (route, up, batch, cluster, openadr, policy, signals, simulate, study):
+    for group in (route, up, batch, train, cluster, openadr, policy, signals, simulate, study, tenants, prices):
         group.register(verbs)
     return parser
 

@@ -215,16 +215,18 @@ def cmd_batch_status(args: argparse.Namespace) -> int:
         jobs = fetch()
         print("\n".join(line for job in jobs for line in _status_lines(job)) if jobs else "no batch jobs")
         return 0
-    tty = sys.stdout.isatty()
+    from serve_apps.cli.live_view import LiveView
+
     try:
-        while True:
-            jobs = fetch()
-            text = "\n".join(line for job in jobs for line in _status_lines(job)) if jobs else "no batch jobs"
-            # Redraw in place on a terminal; elsewhere, one block per refresh.
-            print(("\x1b[H\x1b[2J" if tty else "") + time.strftime("%H:%M:%S ") + "\n" + text, flush=True)
-            if jobs and all(job["state"] in ("done", "failed", "stopped") for job in jobs):
-                return 0
-            time.sleep(args.every)
+        # Redrawn in place on a terminal (rich); elsewhere, one plain block per refresh.
+        with LiveView() as view:
+            while True:
+                jobs = fetch()
+                text = "\n".join(line for job in jobs for line in _status_lines(job)) if jobs else "no batch jobs"
+                view.show(time.strftime("%H:%M:%S") + "\n" + text)
+                if jobs and all(job["state"] in ("done", "failed", "stopped") for job in jobs):
+                    return 0
+                time.sleep(args.every)
     except KeyboardInterrupt:
         return 0
 

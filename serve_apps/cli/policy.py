@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Any
 
 from fleet.errors import GridshiftError
@@ -21,6 +22,7 @@ from policies.calibration import Calibration, calibration_to_dict, load_calibrat
 from policies.ladder import decision_to_dict
 from policies.load import RegionLoad
 from policies.outlook import replay_policy
+from serve_apps.cli.live_view import LiveView
 from serve_apps.client import GridshiftClient
 
 POLICY_SCHEMA = "gridshift.policy/v1"
@@ -56,61 +58,81 @@ def cmd_policy(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    if not args.watch:
+        print(policy_text(body))
+        return 0
+    # Redrawn in place on a terminal, a block per refresh elsewhere, until Ctrl-C.
+    try:
+        with GridshiftClient(args.url) as client, LiveView() as view:
+            while True:
+                view.show(policy_text(body))
+                time.sleep(args.every)
+                body = client.regions()
+    except KeyboardInterrupt:
+        return 0
+
+
+def policy_text(body: dict[str, Any]) -> str:
+    """The human view of `GET /v1/regions`' policy figures: rung, knobs, batch, power, battery and load per region."""
+    out: list[str] = []
     status = body.get("policy") or {}
     fresh = "fresh" if status.get("fresh") else "NOT fresh (regions on safe defaults)"
-    print(f"policy at {body['at']}: {fresh}, last decision {status.get('age_s', '-')} s ago")
+    out.append(f"policy at {body['at']}: {fresh}, last decision {status.get('age_s', '-')} s ago")
     for region in body["regions"]:
         decision = region.get("policy") or {}
         power = decision.get("power") or {}
         load = region.get("load") or {}
-        print(
+        out.append(
             f"{region['region']:<12} stress {region['stress_level']} {STRESS_NAMES[region['stress_level']]:<9} "
             f"rung {decision.get('step', '-')}  knobs from {region.get('knob_source', '-')}: "
             f"{_precisions(region['knobs'])} batch<={region['knobs']['max_batch_size']} "
             f"concurrency<={region['knobs']['max_concurrency']}"
         )
         if decision:
-            print(f"  why: {decision['reason']}")
+            out.append(f"  why: {decision['reason']}")
             batch = decision["batch"]
-            print(
+            out.append(
                 f"  batch runners: {'may run' if batch['may_run'] else 'PAUSED'}, batch {batch['batch_size']} at "
                 f"{batch['precision']}"
             )
         if power:
             flexible = ", ".join(f"{lever} {_kw(kw)}" for lever, kw in power["flexible_kw"].items())
-            print(
+            out.append(
                 f"  power ({power['source']}): grid {_kw(power['grid_kw'])} kW = site {_kw(power['site_kw'])} kW "
                 f"- battery {_kw(power['battery_kw'])} kW; baseline {_kw(power['baseline_kw'])} kW "
                 f"(saving {_kw(power['saved_kw'])} kW); flexible kW: {flexible}"
             )
         battery = decision.get("battery")
         if battery:
-            print(
+            out.append(
                 f"  battery: {battery['soc_fraction']:.0%} of {_kw(battery['capacity_kwh'])} kWh, "
                 f"{_kw(battery['power_kw'])} kW ({battery['why']})"
             )
         if load:
-            print(
+            out.append(
                 f"  load: {load['requests_per_s']} req/s, {load['busy_cpu_s_per_s']} CPU-s/s, "
                 f"queue {load['queued_requests']}, batch occupancy {load['batch_occupancy']:.0%}"
             )
     calibration = body.get("calibration")
     if calibration:
-        print()
-        _print_quality(calibration)
-    return 0
+        out += ["", *_quality_lines(calibration)]
+    return "\n".join(out)
 
 
-def _print_quality(calibration: dict[str, Any]) -> None:
-    print(f"calibration: {calibration['model']} on {calibration['machine']} ({calibration['measured_at']})")
+def _quality_lines(calibration: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    out.append(f"calibration: {calibration['model']} on {calibration['machine']} ({calibration['measured_at']})")
     costs: dict[str, dict[str, float]] = calibration["cpu_ms_per_item"]
     sizes = sorted({int(size) for row in costs.values() for size in row})
-    print(f"  {'precision':<9} {'mean cos':>9} {'min cos':>8}  " + " ".join(f"{'b' + str(s):>7}" for s in sizes))
+    out.append(f"  {'precision':<9} {'mean cos':>9} {'min cos':>8}  " + " ".join(f"{'b' + str(s):>7}" for s in sizes))
     for precision, quality in calibration["quality"].items():
         row = costs.get(precision, {})
         cells = " ".join(f"{row.get(str(s), float('nan')):>7.2f}" for s in sizes)
-        print(f"  {precision:<9} {quality['mean_cosine_to_fp32']:>9.5f} {quality['min_cosine_to_fp32']:>8.5f}  {cells}")
-    print("  (cosine to fp32 on the evaluation sentences; CPU ms per item at each batch size, one torch thread)")
+        out.append(
+            f"  {precision:<9} {quality['mean_cosine_to_fp32']:>9.5f} {quality['min_cosine_to_fp32']:>8.5f}  {cells}"
+        )
+    out.append("  (cosine to fp32 on the evaluation sentences; CPU ms per item at each batch size, one torch thread)")
+    return out
 
 
 def cmd_policy_calibration(args: argparse.Namespace) -> int:
@@ -120,7 +142,7 @@ def cmd_policy_calibration(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    _print_quality(data)
+    print("\n".join(_quality_lines(data)))
     print(f"  quality floors (mean cosine): {dict(fleet.policy.quality_floor)}")
     print(f"  re-measure: {calibration.command}")
     return 0
@@ -200,6 +222,8 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     policy = verbs.add_parser("policy", help="the magnitude policy: rungs, knobs, power and battery per region")
     policy.add_argument("--url", default="http://127.0.0.1:8000", help="a running gateway")
     policy.add_argument("--json", action="store_true", help="stable JSON (schema gridshift.policy/v1)")
+    policy.add_argument("--watch", action="store_true", help="redraw in place until Ctrl-C")
+    policy.add_argument("--every", type=float, default=1.0, help="with --watch: seconds between refreshes")
     policy.set_defaults(func=cmd_policy)
     policy_verbs = policy.add_subparsers(dest="policy_verb")
     replay = policy_verbs.add_parser("replay", help="the policy's decisions for one region over a trace window")

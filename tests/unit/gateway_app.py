@@ -16,6 +16,8 @@ from policies.control import ControlPlane
 from serve_apps.admin_token import admin_token_digest
 from serve_apps.gateway import GatewayCore
 from serve_apps.http_api import create_app
+from serve_apps.provider import Provider
+from tenants.store import TenantStore
 from tests.fakes import FakeRegion
 
 PEAK_S = 1_662_512_400  # 2022-09-07T01:00Z: CISO at stress 3
@@ -60,4 +62,6 @@ def gateway_app(
         batch_launcher=AcceptingLauncher(),
         warm_precisions=warm_precisions,
     )
-    return create_app(core, admin_token_digest(TOKEN)), core
+    # Tenants in memory: nothing a test (or the fuzzer) creates reaches a file.
+    provider = Provider(fleet, context, TenantStore.open("sqlite://"))
+    return create_app(core, admin_token_digest(TOKEN), provider), core

@@ -30,6 +30,7 @@ RANKS: Mapping[str, int] = {
     "batch": 4,
     "training": 4,
     "simulate": 4,
+    "tenants": 4,
     "serve_apps": 5,
     "loadtests": 6,
     "benchmarks": 7,

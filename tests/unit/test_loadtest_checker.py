@@ -581,3 +581,35 @@ def test_the_observed_split_tells_a_weighted_draw_from_herding(
     assert split["requests"] == 300
     assert split["ok"] is split_ok
     assert ("spread_split" in summary["violations"]["by_rule"]) is not split_ok
+
+
+def test_tolerant_work_served_under_a_grid_emergency_is_a_spill_unless_every_calm_region_failed(
+    checker: RoutingChecker, peak: ControlView
+) -> None:
+    # At the peak us-west-1 is at stress 3; the core ranks the calm regions first and us-west-1 last.
+    spilled = Observation(
+        "us-west-1",
+        "tolerant",
+        150.0,
+        200,
+        "us-west-1",
+        "failover:most_headroom",
+        7,
+        ("us-west-1",),
+        full=("us-west-2",),
+    )
+    check = checker.judge(spilled, peak)
+    assert (check.outcome, check.rule) == (Outcome.VIOLATION, Rule.NO_SPILL)
+    assert "us-west-2" in check.message
+    calm_failed = Observation(
+        "us-west-1",
+        "tolerant",
+        150.0,
+        200,
+        "us-west-1",
+        "failover:most_headroom",
+        7,
+        ("us-west-2", "us-east-1", "us-east-2", "us-west-1"),
+    )
+    decision = checker.judge(calm_failed, peak)
+    assert decision.rule is not Rule.NO_SPILL, decision

@@ -146,10 +146,10 @@ def test_metrics_are_prometheus_text_with_rejections_by_reason(
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = response.text
     assert _metric(text, "gridshift_signal_values_rejected_total", source="eia", reason="not_finite") == 1
-    assert _metric(text, "gridshift_region_headroom", region="us-west-2") > _metric(
-        text, "gridshift_region_headroom", region="us-west-1"
+    assert _metric(text, "gridshift_region_headroom_ratio", region="us-west-2") > _metric(
+        text, "gridshift_region_headroom_ratio", region="us-west-1"
     )
-    assert _metric(text, "gridshift_gateway_in_flight", region="us-west-1") == 0
+    assert _metric(text, "gridshift_region_utilization_ratio", region="us-west-1") == 0
     # Every sample line is `name{labels} value` or `name value` under its # TYPE.
     sample = re.compile(r'^[a-z_]+(\{([a-z_]+="[^"]*",?)*\})? -?[0-9.e+]+$')
     for line in text.splitlines():

@@ -1,0 +1,283 @@
+"""Serving under offered load: the real Azure LLM arrival trace replayed open-loop at multiples of the fleet's capacity.
+
+    python -m benchmarks.bench_overload                 # capacity, then 0.5x 0.8x 1x 1.5x 2x, then 2x in an emergency
+    python -m benchmarks.bench_overload --smoke         # toy durations, what CI runs: the output's shape is checked
+
+One local Ray cluster with the default fleet deployed as `gridshift up` does (policy and knob leases on), replaying
+the heat-wave peak in real time (us-west-1 at stress 3). Requests come from `../shared/data/workloads/` (one to
+eight sentences each from their context tokens, 30 % real-time, origins spread over the four regions), sent at the
+trace's own (scaled) arrival times whatever the answers do. Capacity is the throughput of a closed loop of 32
+clients sending the same requests; the unloaded p99 comes from one client at a time. Per level: goodput, answers
+503 "overloaded" (admission: every region that may serve was full) with the time to that answer, other failures,
+p50/p99 of accepted requests, and tolerant requests served in a region under a grid emergency (stress 3) while a
+calm region was up. The last run posts a level-3 DR event on us-west-2 (the calm region tolerant work prefers) and
+offers 2x capacity: nothing tolerant may then be served in us-west-1 or us-west-2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks.gateway_paths import MODEL, SENTENCES, bench_fleet
+from loadtests.azure_trace import TRACE_FILE, TraceRequest, load_trace_requests, schedule
+
+REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2")
+EMERGENCY = "us-west-1"  # CISO at stress 3 at the replayed peak
+EVENT_REGION = "us-west-2"
+REALTIME_SHARE = 0.3
+ADMIN_TOKEN = "bench-overload-admin-token-0123456789"
+PORT = 18400
+
+
+class BenchError(RuntimeError):
+    """The run could not measure what it claims; the message says why."""
+
+
+@dataclass
+class Answer:
+    done_s: float  # perf_counter time of the answer
+    workload_class: str
+    origin: str
+    status: int
+    latency_s: float
+    region: str
+    overloaded: bool  # 503 from admission, with Retry-After
+
+
+@dataclass(frozen=True)
+class Level:
+    label: str
+    multiple: float
+    offered_per_s: float
+    goodput_per_s: float
+    goodput_of_capacity: float
+    accepted: int
+    overloaded: int
+    other_failures: int
+    p50_ms: float
+    p99_ms: float
+    reject_p50_ms: float | None
+    reject_max_ms: float | None
+    emergency_spill: int  # tolerant requests served under stress 3 (or the posted event)
+
+
+def _request(rng: random.Random, sentences: int) -> tuple[dict[str, str], bytes, str, str]:
+    klass = "realtime" if rng.random() < REALTIME_SHARE else "tolerant"
+    origin = rng.choice(REGIONS)
+    texts = [SENTENCES[(rng.randrange(len(SENTENCES)) + i) % len(SENTENCES)] for i in range(sentences)]
+    headers = {"Content-Type": "application/json", "X-Gridshift-Class": klass, "X-Gridshift-Origin": origin}
+    return headers, json.dumps({"input": texts, "model": MODEL}).encode(), klass, origin
+
+
+async def _send(session: aiohttp.ClientSession, url: str, rng: random.Random, sentences: int) -> Answer:
+    headers, body, klass, origin = _request(rng, sentences)
+    started = time.perf_counter()
+    try:
+        async with session.post(url, data=body, headers=headers) as response:
+            text = await response.read()
+            elapsed = time.perf_counter() - started
+            # A rejection must say when to come back; without Retry-After it counts as another failure.
+            overloaded = response.status == 503 and b'"overloaded"' in text and "Retry-After" in response.headers
+            region = response.headers.get("X-Gridshift-Region", "")
+            return Answer(time.perf_counter(), klass, origin, response.status, elapsed, region, overloaded)
+    except aiohttp.ClientError:  # no answer at all: a failure, counted as such
+        return Answer(time.perf_counter(), klass, origin, 0, time.perf_counter() - started, "", False)
+
+
+async def closed_loop(url: str, requests: list[TraceRequest], clients: int, duration_s: float) -> list[Answer]:
+    """`clients` senders, each sending its next request when the last is answered, for `duration_s`."""
+    answers: list[Answer] = []
+    deadline = time.perf_counter() + duration_s
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def client(seed: int) -> None:
+            rng = random.Random(seed)
+            index = seed * 101
+            while time.perf_counter() < deadline:
+                answers.append(await _send(session, url, rng, requests[index % len(requests)].sentences))
+                index += 1
+
+        await asyncio.gather(*(client(seed) for seed in range(clients)))
+    return answers
+
+
+async def open_loop(url: str, plan: list[TraceRequest], seed: int) -> list[Answer]:
+    """Every request of `plan` sent at its time, whatever the answers do (open loop)."""
+    rng = random.Random(seed)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        started = time.perf_counter()
+        tasks = []
+        for request in plan:
+            delay = request.at_s - (time.perf_counter() - started)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(_send(session, url, rng, request.sentences)))
+        return list(await asyncio.gather(*tasks))
+
+
+def summarize(
+    label: str, multiple: float, capacity: float, duration_s: float, answers: list[Answer], avoid: set[str]
+) -> Level:
+    """One level's figures. Goodput is over the time the answers took (sending window plus drain), so a backlog
+    served after the window is not counted as extra throughput."""
+    accepted = [a for a in answers if a.status == 200]
+    first_sent = min((a.done_s - a.latency_s for a in answers), default=0.0)
+    served_over_s = max(duration_s, max((a.done_s for a in answers), default=0.0) - first_sent)
+    overloaded = [a for a in answers if a.overloaded]
+    latencies = sorted(a.latency_s * 1000 for a in accepted) or [float("nan")]
+    rejects = sorted(a.latency_s * 1000 for a in overloaded)
+    spill = sum(1 for a in accepted if a.workload_class == "tolerant" and a.region in avoid)
+    return Level(
+        label=label,
+        multiple=multiple,
+        offered_per_s=len(answers) / duration_s,
+        goodput_per_s=len(accepted) / served_over_s,
+        goodput_of_capacity=len(accepted) / served_over_s / capacity,
+        accepted=len(accepted),
+        overloaded=len(overloaded),
+        other_failures=len(answers) - len(accepted) - len(overloaded),
+        p50_ms=statistics.median(latencies),
+        p99_ms=latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        reject_p50_ms=statistics.median(rejects) if rejects else None,
+        reject_max_ms=max(rejects) if rejects else None,
+        emergency_spill=spill,
+    )
+
+
+async def _admin(base: str, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, base + path, json=body, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as response,
+    ):
+        answer: dict[str, Any] = await response.json()
+        if response.status >= 300:
+            raise BenchError(f"{method} {path}: HTTP {response.status} {answer}")
+        return answer
+
+
+async def measure(args: argparse.Namespace, base: str, requests: list[TraceRequest]) -> dict[str, Any]:
+    url = base + "/v1/embeddings"
+    unloaded = await closed_loop(url, requests, 1, args.probe_s)
+    unloaded_p99 = summarize("unloaded", 0.0, 1.0, args.probe_s, unloaded, set()).p99_ms
+    saturated = await closed_loop(url, requests, 32, args.probe_s)
+    capacity = sum(a.status == 200 for a in saturated) / args.probe_s
+    if capacity <= 0:
+        raise BenchError("the fleet served nothing in the capacity probe")
+    levels = []
+    for offset, multiple in enumerate(args.multiples):
+        plan = schedule(requests, multiple * capacity, args.level_s, offset=offset * 997)
+        answers = await open_loop(url, plan, seed=offset)
+        levels.append(summarize(f"{multiple:g}x", multiple, capacity, args.level_s, answers, {EMERGENCY}))
+        await asyncio.sleep(args.settle_s)  # let queues drain so levels do not leak into each other
+    event = await _admin(base, "POST", "/v1/admin/events", {"region": EVENT_REGION, "level": 3})
+    try:
+        await asyncio.sleep(1.0)  # every gateway replica refreshes its state within this
+        plan = schedule(requests, 2.0 * capacity, args.level_s, offset=7919)
+        answers = await open_loop(url, plan, seed=99)
+        levels.append(summarize("2x, level-3 event", 2.0, capacity, args.level_s, answers, {EMERGENCY, EVENT_REGION}))
+    finally:
+        await _admin(base, "DELETE", f"/v1/admin/events/{event['event']['event_id']}")
+    return {"capacity_per_s": capacity, "unloaded_p99_ms": unloaded_p99, "levels": [asdict(level) for level in levels]}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ray import serve
+
+    from policies.actors.control import get_or_create_control_actor
+    from serve_apps.up import deploy, start_local_ray
+
+    requests = load_trace_requests(Path(args.trace))
+    fleet = bench_fleet(args.port)
+    print("bench_overload: starting a local Ray cluster and deploying the fleet ...", file=sys.stderr, flush=True)
+    start_local_ray(2, dashboard=False)
+    try:
+        get_or_create_control_actor(fleet)
+        deploy(fleet, ADMIN_TOKEN, blocking_timeout_s=300)
+        started = time.perf_counter()
+        report = asyncio.run(measure(args, f"http://127.0.0.1:{args.port}", requests))
+        report["wall_s"] = round(time.perf_counter() - started, 1)
+    finally:
+        import ray
+
+        with contextlib.suppress(Exception):
+            serve.shutdown()  # type: ignore[no-untyped-call]
+        ray.shutdown()
+    report.update(schema="gridshift.bench_overload/v1", smoke=args.smoke, trace=args.trace, level_s=args.level_s)
+    return report
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [
+        f"capacity {report['capacity_per_s']:.1f} requests/s (closed loop, 32 clients); unloaded p99 "
+        f"{report['unloaded_p99_ms']:.0f} ms; {report['level_s']:g} s per level",
+        "",
+        "| offered | req/s | goodput/s | × capacity | accepted | 503 overloaded | reject p50 / max ms | other failures "
+        "| p50 ms | p99 ms | tolerant in emergency |",
+        "|--|--:|--:|--:|--:|--:|--|--:|--:|--:|--:|",
+    ]
+    for level in report["levels"]:
+        rejects = (
+            f"{level['reject_p50_ms']:.0f} / {level['reject_max_ms']:.0f}"
+            if level["reject_p50_ms"] is not None
+            else "-"
+        )
+        lines.append(
+            f"| {level['label']} | {level['offered_per_s']:.1f} | {level['goodput_per_s']:.1f} | "
+            f"{level['goodput_of_capacity']:.2f} | {level['accepted']} | {level['overloaded']} | {rejects} | "
+            f"{level['other_failures']} | {level['p50_ms']:.0f} | {level['p99_ms']:.0f} | {level['emergency_spill']} |"
+        )
+    return "\n".join(lines)
+
+
+def check_shape(report: dict[str, Any], levels: int) -> None:
+    """What the smoke run holds itself to: a row per level plus the emergency run, a positive capacity, every count
+    consistent (not the targets: toy durations cannot measure them)."""
+    if not report["capacity_per_s"] > 0 or len(report["levels"]) != levels + 1:
+        raise BenchError(f"capacity {report['capacity_per_s']}, {len(report['levels'])} levels for {levels} + 1")
+    for level in report["levels"]:
+        if level["accepted"] < 1 or min(level["overloaded"], level["other_failures"]) < 0:
+            raise BenchError(f"{level['label']}: nothing accepted or negative counts: {level}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default_trace = Path(__file__).resolve().parents[2] / "shared" / "data" / "workloads" / TRACE_FILE
+    parser.add_argument("--trace", default=str(default_trace), help="the Azure LLM conversation trace (csv.gz)")
+    parser.add_argument("--multiples", default="0.5,0.8,1,1.5,2", help="offered load, multiples of capacity")
+    parser.add_argument("--level-s", type=float, default=20.0, help="seconds per level")
+    parser.add_argument("--probe-s", type=float, default=10.0, help="seconds of each capacity probe")
+    parser.add_argument("--settle-s", type=float, default=3.0, help="pause between levels, s")
+    parser.add_argument("--port", type=int, default=PORT)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="toy durations, for CI: the output shape is checked")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.multiples, args.level_s, args.probe_s, args.settle_s = "0.5,2", 3.0, 3.0, 1.0
+    try:
+        args.multiples = [float(part) for part in args.multiples.split(",") if part.strip()]
+    except ValueError:
+        parser.error(f"--multiples: numbers separated by commas, got {args.multiples!r}")
+    if not args.multiples or min(args.multiples) <= 0 or args.level_s <= 0 or args.probe_s <= 0:
+        parser.error("--multiples, --level-s and --probe-s must be positive")
+    with contextlib.redirect_stdout(sys.stderr):  # Ray's notices: keep stdout for the result
+        report = run(args)
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    if args.smoke:
+        check_shape(report, len(args.multiples))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Admission and back-pressure in the gateway core: bounded in-flight work per region, fast rejection when every
+region that may serve is full, real-time first, and no spill into a region under a grid emergency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from fleet.clock import FixedClock
+from fleet.loaders import load_fleet, load_rtt_matrix, parse_fleet
+from grid.context import FleetContext, load_context
+from policies.actors.client import LocalClient
+from policies.control import ControlPlane
+from router.admission import AdmissionBound, admission_bound, admits
+from serve_apps.gateway import GatewayCore, RegionsFull, Served
+from tests.fakes import FakeRegion
+from tests.unit.gateway_app import PEAK_S, REGIONS
+
+
+def test_bound_follows_the_knobs_and_splits_over_gateway_replicas() -> None:
+    assert admission_bound(32, 1, 1, 1.0) == AdmissionBound(32, 32)
+    assert admission_bound(4, 2, 4, 0.5) == AdmissionBound(2, 1)  # rung 3's batch of 4, two replicas, 4 gateways
+    assert admission_bound(1, 1, 8, 0.0) == AdmissionBound(1, 0)  # never shut
+
+
+def test_realtime_may_use_the_reserve_tolerant_work_may_not() -> None:
+    bound = AdmissionBound(4, 6)
+    assert admits(7, bound, urgent=False, realtime_reserve=0.2)
+    assert not admits(8, bound, urgent=False, realtime_reserve=0.2)
+    assert admits(9, bound, urgent=True, realtime_reserve=0.2)
+    assert not admits(10, bound, urgent=True, realtime_reserve=0.2)
+    assert admits(0, AdmissionBound(1, 0), urgent=False, realtime_reserve=0.9)
+
+
+def _core(regions: dict[str, FakeRegion]) -> GatewayCore:
+    data = load_fleet().model_dump(mode="json")
+    # Small bounds: 2 running + 2 queued per region (tolerant work: 3 with the reserve), no WAN sleeps.
+    data["gateway"].update(wan_emulation=False, admission_queue_factor=1.0, realtime_reserve=0.25)
+    data["serving"]["knobs"]["max_concurrency"] = 2
+    for step in data["policy"]["steps"]:
+        step["max_concurrency"] = min(step["max_concurrency"], 2)
+    data["policy"]["enabled"] = False
+    fleet = parse_fleet(data, source="admission test")
+    context = load_context(load_fleet())
+    plane = ControlPlane(FleetContext(fleet, context.trace, context.rtt_ms), FixedClock(PEAK_S), FixedClock(0.0))
+    return GatewayCore(fleet, load_rtt_matrix(fleet.latency), LocalClient(plane), regions)
+
+
+async def _fill(core: GatewayCore, origin: str, count: int) -> list[asyncio.Task[Served]]:
+    tasks: list[asyncio.Task[Served]] = []
+    for _ in range(count):
+        route = core.route_request(origin, "tolerant", None)
+        tasks.append(asyncio.create_task(core.serve(route, ["hold"])))
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    return tasks
+
+
+def test_full_calm_regions_reject_at_once_and_never_spill_into_the_emergency() -> None:
+    regions = {name: FakeRegion(name) for name in REGIONS}
+
+    async def scenario() -> None:
+        core = _core(regions)
+        hold = asyncio.Event()
+        for region in regions.values():
+            region.hold = hold
+        # At the peak us-west-1 (CISO) is at stress 3: tolerant work from there fills the three calm regions.
+        tasks = await _fill(core, "us-west-1", 9)
+        assert {core.in_flight[name] for name in ("us-east-1", "us-east-2", "us-west-2")} == {3}
+        assert core.in_flight["us-west-1"] == 0
+        started = time.monotonic()
+        with pytest.raises(RegionsFull):
+            await core.serve(core.route_request("us-west-1", "tolerant", None), ["one more"])
+        assert time.monotonic() - started < 0.1  # at once, not after a wait
+        assert regions["us-west-1"].calls == 0  # never spilled into the region the grid asked to shed
+        # Real-time work from the emergency region is still served there: it is never moved, and has its reserve.
+        realtime = asyncio.create_task(core.serve(core.route_request("us-west-1", "realtime", None), ["urgent"]))
+        await asyncio.sleep(0.01)
+        hold.set()
+        served = await realtime
+        assert served.result.region == "us-west-1"
+        assert all(served.result.region != "us-west-1" for served in await asyncio.gather(*tasks))
+
+    asyncio.run(scenario())
+
+
+def test_a_full_region_is_skipped_for_the_next_not_waited_on() -> None:
+    regions = {name: FakeRegion(name) for name in REGIONS}
+
+    async def scenario() -> None:
+        core = _core(regions)
+        hold = asyncio.Event()
+        regions["us-west-2"].hold = hold
+        tasks = await _fill(core, "us-west-2", 3)  # tolerant from Oregon stays there until it is full
+        assert core.in_flight["us-west-2"] == 3
+        served = await core.serve(core.route_request("us-west-2", "tolerant", None), ["next"])
+        assert served.result.region != "us-west-2"
+        assert served.attempts == (served.result.region,)  # the full region was skipped, not tried
+        hold.set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(scenario())
+
+
+def test_emergency_region_serves_when_the_others_fail_not_when_they_are_full() -> None:
+    regions = {name: FakeRegion(name) for name in REGIONS}
+
+    async def scenario() -> None:
+        core = _core(regions)
+        for name in ("us-east-1", "us-east-2", "us-west-2"):
+            regions[name].failing = True
+        served = await core.serve(core.route_request("us-west-1", "tolerant", None), ["anyone"])
+        assert served.result.region == "us-west-1"  # serving beats failing when nothing else can
+
+    asyncio.run(scenario())

@@ -1,0 +1,1 @@
+"""Ray Train jobs as flexible load: gated, paused at checkpoints, shrunk and resumed by the grid (docs/training.md)."""
