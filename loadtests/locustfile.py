@@ -235,7 +235,9 @@ def _configure(environment: Environment, options: Any) -> LoadRun:
         RealtimeUser.weight = TolerantUser.weight = 0
         TraceReplayUser.weight = 1
         requests = load_trace_requests(Path(plan.trace.path))
-        run.trace_schedule = schedule(requests, plan.trace.rate_per_s, float(options.run_time))
+        # From a third of the way in: the recording's first minutes are unusually sparse, so a short run from the
+        # start would send a fraction of the rate it asks for.
+        run.trace_schedule = schedule(requests, plan.trace.rate_per_s, float(options.run_time), len(requests) // 3)
     else:
         RealtimeUser.weight = plan.workload_mix.get("realtime", 0.0)
         TolerantUser.weight = plan.workload_mix.get("tolerant", 0.0)
@@ -351,8 +353,9 @@ class TraceReplayUser(GridshiftUser):
     """The open-loop replay: every request of the schedule sent at its time, from a greenlet of its own, whatever
     the answers do (a closed loop of users limits itself, and would hide overload)."""
 
-    workload_class = "tolerant"  # unused: each request draws its own class
-    weight = 0
+    # unused: each request draws its own class. The weight stays locust's default here (locust drops a class whose
+    # weight is 0 when it loads the file); `_configure` sets it to 0 for runs that are not trace replays.
+    workload_class = "tolerant"
 
     def on_start(self) -> None:
         # One connection per request in flight: requests' default pool of 10 would serialise the burst.
