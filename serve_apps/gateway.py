@@ -153,7 +153,6 @@ class GatewayCore:
         self.warm_precisions = warm_precisions
         self._ready: Readiness | None = None
         self._view: _View | None = None
-        self.rejected_full = 0  # requests answered 503 at once because every region that could serve was full
 
     # Control state ------------------------------------------------------------------------------------
 
@@ -353,7 +352,6 @@ class GatewayCore:
             return Served(result, decision, view.headroom[region], state.version, tuple(attempts), tuple(full))
         self.metrics.unserved(request.origin, request.workload_class)
         if full:
-            self.rejected_full += 1
             raise RegionsFull(f"every region that can serve the request is full ({', '.join(full)}); retry shortly")
         raise NoRegionAvailable(f"no region could serve the request (tried {attempts or 'none'})")
 

@@ -191,7 +191,8 @@ def create_app(
         try:
             served = await core.serve(route, texts)
         except RegionsFull as error:  # at once, never after a wait: the client backs off and retries
-            return JSONResponse(error_body(str(error), "overloaded"), 503, headers={"Retry-After": "1"})
+            headers = {"Retry-After": str(error.retry_after_s)}
+            return JSONResponse(error_body(str(error), "overloaded"), 503, headers=headers)
         except NoRegionAvailable as error:
             return JSONResponse(error_body(str(error), "service_unavailable"), 503, headers={"Retry-After": "1"})
         usage = await tenancy.served(core, caller, tiered, served, len(texts), x_request_id)  # records tenants' usage
