@@ -2,7 +2,7 @@
 run, and step rate and kW at full size and shrunk, side by side in one run.
 
     python -m benchmarks.bench_training            # 10 pauses of a 6,000-step digits run, and the shrink rung
-    python -m benchmarks.bench_training --smoke    # 2 pauses of a short run and the shrink rung (what CI runs)
+    python -m benchmarks.bench_training --smoke    # 1 pause of a short run and the shrink rung (what CI runs)
 
 One local Ray cluster (2 CPUs). The digits example (example_pipelines/train_digits.py), 2 workers of 0.25 CPU and one
 torch thread each, the same seed throughout, under the real ControlPlane in this process:
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pauses", type=int, default=10)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    steps, pauses, shrink_steps = (600, 2, 600) if args.smoke else (args.steps, args.pauses, args.steps // 2)
+    steps, pauses, shrink_steps = (600, 1, 600) if args.smoke else (args.steps, args.pauses, args.steps // 2)
     report = measure(steps, pauses, shrink_steps)
     report["smoke"] = args.smoke
     check_shape(report)

@@ -7,7 +7,12 @@ bash scripts/install.sh
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 status=0
-.venv/bin/python -m pytest "$@" || status=$?
+args=("$@")
+# The whole suite also lists its slowest tests, so the CI log says where its time goes.
+if [[ $# == 0 ]]; then
+  args=(--durations=25)
+fi
+.venv/bin/python -m pytest "${args[@]}" || status=$?
 # pytest exits 5 when it collected no tests: say so rather than pass silently or fail the run.
 if [[ $status == 5 ]]; then
   echo "test: pytest collected no tests" >&2

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batch.book import Admission, JobBook, Piece, PipelineError, check_rows
-from batch.plan import InputFormat, auto_block_rows, cut_lines, cut_row_groups, join_ranges, number_units
+from batch.plan import FINE_ROWS, InputFormat, auto_block_rows, cut_lines, cut_row_groups, join_ranges, number_units
 
 
 def _reference_rows(data: bytes, kind: InputFormat) -> list[bytes]:
@@ -173,3 +173,14 @@ def test_fine_cuts_join_into_units_of_the_chosen_size_and_auto_sizes_scale_with_
     assert auto_block_rows(2_000_000, workers=2) == 16_384  # capped: a unit stays seconds of work
     assert auto_block_rows(20_000, workers=2) == 1_250
     assert auto_block_rows(500, workers=2) == 1_024  # floored: tiny units cost more than they save
+
+
+def test_automatic_units_come_out_near_the_planned_count() -> None:
+    # The embedding benchmark's input: 20,000 rows on two workers should give the ~16 units the rule plans (two
+    # workers finishing within one short unit of each other), not 10 units of 2,048 rows.
+    data = b"".join(b"line %d\n" % i for i in range(20_000))
+    joined = join_ranges(cut_lines([data], InputFormat.TEXT, FINE_ROWS), auto_block_rows(20_000, workers=2))
+    sizes = [rows for _, _, rows in joined.ranges]
+    assert sum(sizes) == 20_000
+    assert len(sizes) == 16
+    assert max(sizes) <= 1_250 + FINE_ROWS
