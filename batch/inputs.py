@@ -25,7 +25,7 @@ from batch.plan import (
     cut_lines,
     cut_row_groups,
     format_for,
-    join_ranges,
+    join_units,
     number_units,
 )
 from batch.spec import JobSpecError
@@ -149,8 +149,10 @@ def plan_input(resolved: ResolvedInput, block_rows: int | None, workers: int) ->
     cut = ray.remote(num_cpus=0.25, max_retries=3)(cut_file)
     cuts: list[FileCut] = ray.get([cut.remote(file, resolved.format, fine) for file in resolved.files])
     rows = sum(r for c in cuts for _, _, r in c.ranges)
+    # A job that names its unit size gets exactly that; an automatic size also tapers toward the end of the input.
     size = block_rows or auto_block_rows(rows, workers)
-    plan = number_units(resolved.format, resolved.files, resolved.sizes, [join_ranges(c, size) for c in cuts])
+    units = join_units(cuts, size, taper_workers=None if block_rows else workers)
+    plan = number_units(resolved.format, resolved.files, resolved.sizes, units)
     if not plan.units:
         raise InputError(f"input {resolved.uri}: no rows")
     return plan

@@ -219,21 +219,38 @@ def auto_block_rows(rows: int, workers: int) -> int:
     return max(AUTO_MIN_ROWS, min(AUTO_MAX_ROWS, per_unit))
 
 
-def join_ranges(cut: FileCut, block_rows: int) -> FileCut:
-    """Join a file's consecutive cuts into ranges of at least `block_rows` rows (the last may hold fewer): the
-    ranges are contiguous in the file, so a joined range reads the same rows as its parts."""
-    joined: list[tuple[int, int, int]] = []
-    start, end, rows = -1, -1, 0
-    for part_start, part_end, part_rows in cut.ranges:
-        if rows == 0:
-            start = part_start
-        end, rows = part_end, rows + part_rows
-        if rows >= block_rows:
+TAPER_UNITS_PER_WORKER = 2
+"""Near its end an automatically sized job's units shrink to the rows left over this many units per worker."""
+
+
+def join_units(cuts: Sequence[FileCut], block_rows: int, taper_workers: int | None = None) -> list[FileCut]:
+    """Join each file's consecutive fine cuts into ranges of at least `block_rows` rows (a file's last may hold
+    fewer); the ranges are contiguous in the file, so a joined range reads the same rows as its parts.
+
+    With `taper_workers`, units shrink toward the end of the job (guided self-scheduling): a unit closes once it holds
+    the rows still left over TAPER_UNITS_PER_WORKER units per worker, when that is under `block_rows`. Workers then
+    run out of input together: with units of equal size, the last one can leave every other worker idle for a whole
+    unit's time, seconds of a model pipeline."""
+    remaining = sum(rows for cut in cuts for _, _, rows in cut.ranges)
+    spread = None if taper_workers is None else TAPER_UNITS_PER_WORKER * max(1, taper_workers)
+    joined_files: list[FileCut] = []
+    for cut in cuts:
+        joined: list[tuple[int, int, int]] = []
+        start, end, rows = -1, -1, 0
+        for part_start, part_end, part_rows in cut.ranges:
+            if rows == 0:
+                start = part_start
+            end, rows = part_end, rows + part_rows
+            target = block_rows if spread is None else min(block_rows, -(-remaining // spread))
+            if rows >= target:
+                joined.append((start, end, rows))
+                remaining -= rows
+                rows = 0
+        if rows:
             joined.append((start, end, rows))
-            rows = 0
-    if rows:
-        joined.append((start, end, rows))
-    return FileCut(tuple(joined), cut.header)
+            remaining -= rows
+        joined_files.append(FileCut(tuple(joined), cut.header))
+    return joined_files
 
 
 def number_units(kind: InputFormat, files: Sequence[str], sizes: Sequence[int], cuts: Sequence[FileCut]) -> InputPlan:

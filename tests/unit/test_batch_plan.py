@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batch.book import Admission, JobBook, Piece, PipelineError, check_rows
-from batch.plan import FINE_ROWS, InputFormat, auto_block_rows, cut_lines, cut_row_groups, join_ranges, number_units
+from batch.plan import FINE_ROWS, InputFormat, auto_block_rows, cut_lines, cut_row_groups, join_units, number_units
 
 
 def _reference_rows(data: bytes, kind: InputFormat) -> list[bytes]:
@@ -164,7 +164,7 @@ def test_operators_see_jobs_the_control_plane_has_not_heard_from_with_their_ray_
 def test_fine_cuts_join_into_units_of_the_chosen_size_and_auto_sizes_scale_with_input() -> None:
     data = b"".join(b"row %d\n" % i for i in range(10))
     fine = cut_lines([data], InputFormat.TEXT, 3)
-    joined = join_ranges(fine, 7)
+    (joined,) = join_units([fine], 7)
     assert [rows for _, _, rows in joined.ranges] == [9, 1]  # whole fine cuts: 3 + 3 + 3, then what is left
     assert joined.ranges[0][0] == 0
     assert joined.ranges[-1][1] == len(data)
@@ -175,12 +175,26 @@ def test_fine_cuts_join_into_units_of_the_chosen_size_and_auto_sizes_scale_with_
     assert auto_block_rows(500, workers=2) == 1_024  # floored: tiny units cost more than they save
 
 
-def test_automatic_units_come_out_near_the_planned_count() -> None:
-    # The embedding benchmark's input: 20,000 rows on two workers should give the ~16 units the rule plans (two
-    # workers finishing within one short unit of each other), not 10 units of 2,048 rows.
+def test_automatic_units_come_out_near_the_planned_count_and_taper_at_the_end() -> None:
+    # The embedding benchmark's input: 20,000 rows on two workers gives units of about the planned 1,250 rows (not
+    # 2,048), then units that shrink so both workers run out of input together.
     data = b"".join(b"line %d\n" % i for i in range(20_000))
-    joined = join_ranges(cut_lines([data], InputFormat.TEXT, FINE_ROWS), auto_block_rows(20_000, workers=2))
+    fine = cut_lines([data], InputFormat.TEXT, FINE_ROWS)
+    (joined,) = join_units([fine], auto_block_rows(20_000, workers=2), taper_workers=2)
     sizes = [rows for _, _, rows in joined.ranges]
     assert sum(sizes) == 20_000
-    assert len(sizes) == 16
     assert max(sizes) <= 1_250 + FINE_ROWS
+    assert sizes == sorted(sizes, reverse=True)  # never larger than the unit before
+    assert sizes[-1] <= FINE_ROWS  # the last unit is a fine cut's worth: the workers finish within ~1 s of each other
+    assert 16 <= len(sizes) <= 24  # the taper adds a handful of small units, not hundreds
+    assert [r for _, _, r in join_units([fine], 1_250)[0].ranges][:-1] == [1_280] * 15  # a named size: no taper
+
+
+def test_the_taper_spans_files_in_order() -> None:
+    # Two files: the first file's units stay full size, the taper happens in the second (the end of the job).
+    first = cut_lines([b"".join(b"a %d\n" % i for i in range(4_000))], InputFormat.TEXT, FINE_ROWS)
+    second = cut_lines([b"".join(b"b %d\n" % i for i in range(4_000))], InputFormat.TEXT, FINE_ROWS)
+    one, two = join_units([first, second], 1_024, taper_workers=1)
+    assert [r for _, _, r in one.ranges] == [1_024, 1_024, 1_024, 928]  # the file's end closes its last unit
+    assert sum(r for _, _, r in two.ranges) == 4_000
+    assert [r for _, _, r in two.ranges][-1] < 1_024
