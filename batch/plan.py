@@ -220,7 +220,10 @@ def auto_block_rows(rows: int, workers: int) -> int:
 
 
 TAPER_UNITS_PER_WORKER = 2
-"""Near its end an automatically sized job's units shrink to the rows left over this many units per worker."""
+"""Near its end an automatically sized job's units shrink to the rows left over this many units per worker..."""
+TAPER_MIN_SHARE = 4
+"""...down to a quarter of the job's unit size: every unit costs the engine a few milliseconds and two files, which a
+trivial pipeline feels, and a quarter-unit tail already keeps a model pipeline's idle worker to seconds."""
 
 
 def join_units(cuts: Sequence[FileCut], block_rows: int, taper_workers: int | None = None) -> list[FileCut]:
@@ -228,11 +231,13 @@ def join_units(cuts: Sequence[FileCut], block_rows: int, taper_workers: int | No
     fewer); the ranges are contiguous in the file, so a joined range reads the same rows as its parts.
 
     With `taper_workers`, units shrink toward the end of the job (guided self-scheduling): a unit closes once it holds
-    the rows still left over TAPER_UNITS_PER_WORKER units per worker, when that is under `block_rows`. Workers then
+    the rows still left over TAPER_UNITS_PER_WORKER units per worker, when that is under `block_rows` (and no
+    fewer than a TAPER_MIN_SHARE-th of it). Workers then
     run out of input together: with units of equal size, the last one can leave every other worker idle for a whole
     unit's time, seconds of a model pipeline."""
     remaining = sum(rows for cut in cuts for _, _, rows in cut.ranges)
     spread = None if taper_workers is None else TAPER_UNITS_PER_WORKER * max(1, taper_workers)
+    floor = max(1, block_rows // TAPER_MIN_SHARE)
     joined_files: list[FileCut] = []
     for cut in cuts:
         joined: list[tuple[int, int, int]] = []
@@ -241,7 +246,7 @@ def join_units(cuts: Sequence[FileCut], block_rows: int, taper_workers: int | No
             if rows == 0:
                 start = part_start
             end, rows = part_end, rows + part_rows
-            target = block_rows if spread is None else min(block_rows, -(-remaining // spread))
+            target = block_rows if spread is None else min(block_rows, max(floor, -(-remaining // spread)))
             if rows >= target:
                 joined.append((start, end, rows))
                 remaining -= rows

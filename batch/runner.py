@@ -29,11 +29,10 @@ from policies.batch_gate import BatchKnobs, GateAnswer, JobProgress
 
 logger = logging.getLogger("gridshift.batch")
 
-MAX_UNITS_PER_SEGMENT = 256
+MAX_UNITS_PER_SEGMENT = 64
 """Units one Ray Data execution is planned with. A segment closed early leaves its unstarted read tasks to start
-only to skip (a few milliseconds each): this bounds that churn (about half a second on two workers), at the price of a
-new execution, and a drain of its last units, every so many units (a job of two million rows, 135 automatic units,
-runs as one)."""
+only to skip (a few milliseconds each, and the next segment waits for them): this bounds that churn, at the price of
+a new execution every so many units. Measured: at 256 the resume after a pause took 2.1 s p50, against 0.6 s at 64."""
 WATCH_S = 0.25
 """How often a running job asks the control plane whether it may go on (the pause reaction, plus a call)."""
 _RATE_SMOOTHING = 0.5
