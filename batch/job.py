@@ -37,6 +37,8 @@ def failed(spec: BatchJobSpec, error: BaseException) -> JobProgress:
         rows_per_second=0.0,
         reason=f"{type(error).__name__}: {error}",
         max_workers=spec.max_workers,
+        tenant_id=spec.tenant_id,
+        flex_tier=spec.flex_tier,
     )
 
 

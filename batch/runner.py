@@ -127,6 +127,8 @@ class _Progress:
             reason=reason,
             resume_at_s=resume_at_s,
             max_workers=spec.max_workers,
+            tenant_id=spec.tenant_id,
+            flex_tier=spec.flex_tier,
         )
         if self.on_report is not None:
             self.on_report(current)

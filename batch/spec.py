@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from fleet.base import UtcDatetime
 from fleet.errors import GridshiftError
+from fleet.tenants import MAX_TIER
 
 PIPELINE_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 
@@ -53,6 +54,17 @@ class BatchJobSpec(BaseModel):
     )
     rows_per_second: PositiveFloat = Field(
         20.0, description="Initial throughput estimate (wall rows/s) until blocks are measured."
+    )
+    flex_tier: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_TIER,
+        description="Flexibility tier (docs/tenants.md): 0 never deferred, shrunk or degraded; 1 up to 10 % slower; "
+        "2 up to 25 % and reduced precision; 3 up to 50 % and paused until its deadline. Null: the submitting key's "
+        "default, or for an operator's job the gate's rule (as tier 3, shrunk as the ladder asks).",
+    )
+    tenant_id: str | None = Field(
+        None, max_length=32, description="Set by the gateway from the submitting tenant key; not sent by clients."
     )
 
 

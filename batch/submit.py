@@ -29,6 +29,8 @@ class RayJobState:
     message: str
     region: str
     driver_node_id: str | None
+    tenant_id: str | None = None  # the submitting tenant, from the job's metadata
+    flex_tier: int | None = None
 
 
 def _client(address: str | None) -> Any:
@@ -89,7 +91,7 @@ def submit_job(
             entrypoint=f"{_python_for(address)} -m batch.job",
             submission_id=spec.job_id,
             runtime_env=runtime_env,
-            metadata={"gridshift": JOB_KIND, "region": spec.region, "pipeline": spec.pipeline},
+            metadata=job_metadata(spec),
             entrypoint_num_cpus=0,
             entrypoint_resources=dict(placement.get("resources", {})) or None,
             entrypoint_label_selector=dict(placement.get("label_selector", {})) or None,
@@ -97,6 +99,21 @@ def submit_job(
     except RuntimeError as error:
         raise JobSpecError(f"job {spec.job_id}: the Ray Jobs API refused it: {error}") from None
     return submission_id
+
+
+def job_metadata(spec: BatchJobSpec) -> dict[str, str]:
+    """The Ray Job's metadata (strings only): what lists it as gridshift's, and whose it is at which tier."""
+    metadata = {"gridshift": JOB_KIND, "region": spec.region, "pipeline": spec.pipeline}
+    if spec.tenant_id is not None:
+        metadata["tenant_id"] = spec.tenant_id
+    if spec.flex_tier is not None:
+        metadata["flex_tier"] = str(spec.flex_tier)
+    return metadata
+
+
+def _tier(metadata: dict[str, str]) -> int | None:
+    text = metadata.get("flex_tier", "")
+    return int(text) if text.isdigit() else None
 
 
 def ray_jobs(address: str | None = None) -> list[RayJobState]:
@@ -108,6 +125,8 @@ def ray_jobs(address: str | None = None) -> list[RayJobState]:
             str(info.message or ""),
             str((info.metadata or {}).get("region", "?")),
             getattr(info, "driver_node_id", None) or None,
+            (info.metadata or {}).get("tenant_id"),
+            _tier(info.metadata or {}),
         )
         for info in _client(address).list_jobs()
         if (info.metadata or {}).get("gridshift") == JOB_KIND and info.submission_id
@@ -158,6 +177,9 @@ def merged_statuses(reported: list[dict[str, object]], ray: list[RayJobState]) -
                 "deadline": None,
                 "on_track": None,
                 "signal": None,
+                "tenant_id": job.tenant_id,
+                "flex_tier": job.flex_tier,
+                "effects": [],
                 "ray_status": job.status,
             }
         )

@@ -71,6 +71,7 @@ from benchmarks.gateway_paths import (
     TARGET_THROUGHPUT_RATIO,
     bench_fleet,
     deploy_direct,
+    positive_ints,
 )
 from fleet.config import FleetConfig
 from policies.control_state import ControlState
@@ -279,24 +280,14 @@ def render_table(summary: Summary) -> str:
     return "\n".join(lines)
 
 
-def _positive_ints(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"need positive integers, got {text!r}")
-    return values
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_gateway", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="requests per path per level (default 200)")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"alternating rounds per path (default {ROUNDS})")
-    parser.add_argument("--concurrency", type=_positive_ints, default=[1, 4, 16], help="levels (default 1,4,16)")
+    parser.add_argument("--concurrency", type=positive_ints, default=[1, 4, 16], help="levels (default 1,4,16)")
     parser.add_argument(
         "--inputs",
-        type=_positive_ints,
+        type=positive_ints,
         default=[1, 8],
         help=f"sentences per request, payloads run in turn, each ≤ {len(SENTENCES)} (default 1,8)",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Annotated, Any
 
@@ -54,6 +55,17 @@ PATHS = ("gateway", "direct")
 
 class BenchError(RuntimeError):
     """A request failed: the comparison would be meaningless, so the run stops."""
+
+
+def positive_ints(text: str) -> list[int]:
+    """A command line's comma-separated list of positive integers (levels, payload sizes)."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"need positive integers, got {text!r}")
+    return values
 
 
 def payload(inputs: int) -> bytes:

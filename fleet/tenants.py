@@ -39,10 +39,32 @@ class TenantsConfig(StrictModel):
     default_tier: int = Field(1, ge=0, le=MAX_TIER, description="Tier a new key applies when a request names none.")
     max_tier: int = Field(MAX_TIER, ge=0, le=MAX_TIER, description="Highest tier a new key may ask for.")
     requests_per_s: PositiveFloat = Field(
-        50.0, description="Default per-tenant request rate limit, per gateway replica (a tenant may override it)."
+        50.0, description="Default per-tenant request rate limit, cluster-wide (a tenant may override it)."
     )
     items_per_s: PositiveFloat = Field(
-        2_000.0, description="Default per-tenant rate limit on embedded items, per gateway replica."
+        2_000.0, description="Default per-tenant rate limit on embedded items, cluster-wide."
+    )
+    rate_lease_s: PositiveFloat = Field(
+        0.1,
+        le=5.0,
+        description="Seconds of a tenant's rate a gateway replica leases from the cluster's rate-limit actor at once: "
+        "larger asks less often, and lets the cluster overshoot by up to replicas x this much of the rate.",
+    )
+    rate_lease_ttl_s: PositiveFloat = Field(
+        1.0, le=60.0, description="A leased batch unused this long is dropped, so old grants never feed a later burst."
+    )
+    defer_max_s: float = Field(
+        30.0,
+        ge=0.0,
+        le=600.0,
+        description="Longest a tier-3 call is held while every region that could serve it is in grid emergency, s; "
+        "at the limit it is served anyway. A request may lower it (X-Gridshift-Defer-Max-S); 0 disables deferral.",
+    )
+    defer_queue_max: PositiveInt = Field(
+        256,
+        le=100_000,
+        description="Tier-3 calls one gateway replica holds at once; beyond it a call that would wait is answered "
+        "503 with Retry-After at once.",
     )
     key_cache_s: float = Field(
         2.0, ge=0.0, le=60.0, description="How long a replica trusts a looked-up key: a revocation applies within it."

@@ -24,7 +24,7 @@ ACTION_LABELS = {
 }
 
 
-def _admin(gateway: Gateway, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def admin_call(gateway: Gateway, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     if not gateway.admin_token:
         raise RunError(f"DR events need the admin token: set {TOKEN_ENV}")
     data = None if body is None else json.dumps(body).encode()
@@ -68,13 +68,13 @@ class ActionDriver:
         detail, ok = "", True
         try:
             if kind is ActionKind.POST_DR_EVENT:
-                event = _admin(self.gateway, "POST", "/v1/admin/events", {"region": region, "level": level})
+                event = admin_call(self.gateway, "POST", "/v1/admin/events", {"region": region, "level": level})
                 detail = str(event["event"]["event_id"])
                 self._open_events.append(detail)
             elif kind is ActionKind.CLEAR_DR_EVENT:
                 if self._open_events:
                     detail = self._open_events.pop()
-                    _admin(self.gateway, "DELETE", f"/v1/admin/events/{detail}")
+                    admin_call(self.gateway, "DELETE", f"/v1/admin/events/{detail}")
             else:
                 detail = self.gateway.kill_region(region)
         except (RunError, KeyError, TypeError) as error:
@@ -90,4 +90,4 @@ class ActionDriver:
         while self._open_events:
             event_id = self._open_events.pop()
             with contextlib.suppress(RunError):
-                _admin(self.gateway, "DELETE", f"/v1/admin/events/{event_id}")
+                admin_call(self.gateway, "DELETE", f"/v1/admin/events/{event_id}")

@@ -13,15 +13,13 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, ClassVar, TypeVar
+from typing import IO, Any, ClassVar
 
 import gevent
 import requests
 from locust import HttpUser, LoadTestShape, events, task
 from locust.env import Environment
-from locust.event import EventHook
 
 from fleet.config import FleetConfig
 from fleet.loaders import load_fleet, load_rtt_matrix
@@ -37,6 +35,7 @@ from loadtests.checker import (
     parse_version,
     view_from_regions_body,
 )
+from loadtests.locust_hooks import listens_to
 from loadtests.records import RequestRecord
 from loadtests.scenarios import LoadPlan, check_caps, check_loopback, users_at
 
@@ -55,24 +54,6 @@ FETCH_TRIES = 3  # reads of /v1/regions for a version newer than any seen
 # two polls, so a region the replica had just marked down shows in the control state, and at most a second.
 RECHECK_WAIT_S = 0.3
 RECHECK_MAX_S = 1.0
-
-
-_Handler = TypeVar("_Handler", bound=Callable[..., None])
-
-
-def _listens_to(hook: EventHook) -> Callable[[_Handler], _Handler]:
-    """`hook.add_listener` as a typed decorator (locust's event hooks are untyped)."""
-
-    def register(handler: _Handler) -> _Handler:
-        hook.add_listener(handler)  # type: ignore[no-untyped-call]
-        return handler
-
-    return register
-
-
-@_listens_to(events.init_command_line_parser)
-def _arguments(parser: Any) -> None:
-    parser.add_argument("--gridshift-plan", default="", help="load plan JSON written by loadtests.run")
 
 
 class LoadRun:
@@ -204,7 +185,7 @@ class LoadRun:
             self._records.write(json.dumps(data, separators=(",", ":")) + "\n")
 
 
-@_listens_to(events.init)
+@listens_to(events.init)
 def _on_init(environment: Environment, **_kwargs: Any) -> None:
     options = environment.parsed_options
     if options is None:
@@ -245,12 +226,12 @@ def _configure(environment: Environment, options: Any) -> LoadRun:
     return run
 
 
-@_listens_to(events.test_start)
+@listens_to(events.test_start)
 def _on_test_start(environment: Environment, **_kwargs: Any) -> None:
     LoadRun.of(environment).start()
 
 
-@_listens_to(events.quitting)
+@listens_to(events.quitting)
 def _on_quitting(environment: Environment, **_kwargs: Any) -> None:
     run = LoadRun.find(environment)
     if run is not None:

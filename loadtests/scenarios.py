@@ -58,6 +58,7 @@ class Scenario:
     actions: tuple[Action, ...] = ()
     trace_rate_per_s: float | None = None  # replay the real arrival trace open-loop at this mean rate (not users)
     allow_overload: bool = False  # fast 503 "overloaded" answers (admission) are expected, not violations
+    tenants: bool = False  # tenant users at their tiers (loadtests/tenant_locustfile.py), judged by tenant_rules
 
     @property
     def needs_admin(self) -> bool:
@@ -130,6 +131,18 @@ SCENARIOS: dict[str, Scenario] = {
             actions=(Action(0.1, ActionKind.POST_DR_EVENT), Action(0.9, ActionKind.CLEAR_DR_EVENT)),
             trace_rate_per_s=40.0,
             allow_overload=True,
+        ),
+        Scenario(
+            "tenants",
+            "three tenants calling from the DR event's region: tier 0 (never moved or degraded), tier 2 (moved or "
+            "degraded while the event holds) and one offered four times its limit (429 with Retry-After, no 5xx); "
+            "each tenant's usage from /v1/usage must match the answers its users saw",
+            users=6,
+            duration_s=45.0,
+            user_rps=2.0,
+            stages=_FULL,
+            actions=(Action(1 / 3, ActionKind.POST_DR_EVENT), Action(2 / 3, ActionKind.CLEAR_DR_EVENT)),
+            tenants=True,
         ),
     )
 }

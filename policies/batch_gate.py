@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from policies.tiers import allowance, job_floor_share, job_share, not_deferrable
 
 # Pause a job's shards while its region is at this stress level or above (unless its slack has run out).
 PAUSE_STRESS_LEVEL = 2
@@ -21,10 +25,13 @@ class BatchKnobs:
     num_cpus: float = 0.25  # CPUs each of those workers reserves (the job's, not the grid's: see BatchJobSpec)
 
 
-def workers_for(max_workers: int, fraction: float) -> int:
+def workers_for(max_workers: int, fraction: float, *, at_least: bool = False) -> int:
     """Workers a job's stages run at the policy's share of its max_workers: at least one (never zero: a running job
-    is turned down, not stopped, by this knob; pausing is the gate's)."""
-    return max(1, int(max_workers * fraction))
+    is turned down, not stopped, by this knob; pausing is the gate's). `at_least`: rounded up, for a share that is a
+    tier's floor (a tier-2 job of 2 workers keeps both: one would be 50 % slower, past the 25 % it accepts)."""
+    workers = max_workers * fraction
+    # Rounded first so that 0.9 x 10 is 9, not 10 after binary floating point.
+    return max(1, math.ceil(round(workers, 9)) if at_least else int(workers))
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,8 @@ class JobProgress:
     reason: str = ""
     resume_at_s: float | None = None  # control-clock time the runner expects to resume
     max_workers: int = 1  # the most workers a stage of the job's pipeline may run (the policy scales it down)
+    tenant_id: str | None = None  # the tenant whose key submitted it (None: an operator's job)
+    flex_tier: int | None = None  # 0..3 (policies.tiers); None: no tier asked, the gate's rule as it always was
 
     @property
     def rows_left(self) -> int:
@@ -98,7 +107,53 @@ def decide_gate(
     return GateAnswer(True, verdict.reason, None, knobs, 0.0)
 
 
-def job_status(progress: JobProgress, now_s: float, speedup: float, paused_by_operator: bool) -> dict[str, object]:
+@dataclass(frozen=True)
+class TierBound:
+    """A job's gate inputs bound by its flexibility tier: the verdict the gate decides on, the share of its full size
+    it may run at, and whether the ladder's reduced precision may apply."""
+
+    verdict: PlanVerdict
+    share: float
+    may_degrade: bool
+    held: bool  # the grid would have paused a job of a deferrable tier; this tier ran on (at its floor) instead
+
+
+def tier_bound(
+    tier: int | None,
+    verdict: PlanVerdict,
+    *,
+    stress_level: int,
+    workers_fraction: float,
+    now_s: float,
+    speedup: float,
+    policy_pause: str | None = None,
+) -> TierBound:
+    """Bind the gate to the job's tier (policies/tiers.py), for batch and training jobs alike: a tier that may not be
+    deferred (0..2) gets a run verdict whatever the grid says (an operator may still pause it), and where the grid
+    would have paused a deferrable job it runs at its tier's floor share instead; tier 3 and untiered jobs keep the
+    gate's rule. The share is the ladder's, never below what the tier accepts."""
+    reason = not_deferrable(tier)
+    fraction, held = workers_fraction, False
+    if tier is not None and reason is not None and not verdict.forced:
+        grid = decide_gate(
+            manual_pause=False,
+            verdict=verdict,
+            stress_level=stress_level,
+            knobs=BatchKnobs(batch_size=1, precision="fp32"),  # only whether it would run is read
+            now_s=now_s,
+            speedup=speedup,
+            policy_pause=policy_pause,
+        )
+        if not grid.run:
+            fraction, held = min(fraction, job_floor_share(tier)), True
+        verdict = PlanVerdict(True, True, reason if not held else f"{reason}; the grid asked: {grid.reason}", None)
+    may_degrade = tier is None or allowance(tier).may_degrade
+    return TierBound(verdict, job_share(tier, fraction), may_degrade, held)
+
+
+def job_status(
+    progress: JobProgress, now_s: float, speedup: float, paused_by_operator: bool, effects: Iterable[str] = ()
+) -> dict[str, object]:
     """A job's status for operators (CLI and HTTP): state, progress, and expected finish against the deadline.
 
     Times are on the control clock (trace time under replay). The expected finish assumes the job runs from
@@ -123,4 +178,7 @@ def job_status(progress: JobProgress, now_s: float, speedup: float, paused_by_op
         "deadline": iso(progress.deadline_s),
         "on_track": progress.state == "done" or (finish_s is not None and finish_s <= progress.deadline_s),
         "signal": progress.signal,
+        "tenant_id": progress.tenant_id,
+        "flex_tier": progress.flex_tier,
+        "effects": sorted(effects),  # what the grid did to it under its tier: deferred, shrunk, degraded
     }

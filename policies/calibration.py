@@ -10,9 +10,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
@@ -69,13 +71,34 @@ class Calibration(BaseModel):
                 raise ValueError(f"quality: no quality measured for {precision.value}")
         return self
 
+    @cached_property
+    def _memo(self) -> dict[tuple[object, ...], object]:
+        # The policy and the power model ask the same few (precision, batch size) and (floor, batch size) questions
+        # every decision; the model is frozen, so each answer is computed once. A cached_property lives in the
+        # instance __dict__ (a plain lookup), where a pydantic private attribute costs a __getattr__ call.
+        return {}
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Calibration:
+        # A copy shares the instance __dict__'s entries, the memo included: an updated copy starts afresh.
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("_memo", None)
+        return copied
+
     def _points(self, precision: Precision) -> list[CostPoint]:
         return sorted((p for p in self.results if p.precision is precision), key=lambda p: p.batch_size)
 
     def cpu_ms_per_item(self, precision: Precision, batch_size: float) -> float:
         """CPU ms per item at a (possibly fractional, e.g. mean occupancy) batch size: log-linear interpolation
         between measured sizes, clamped to the measured range (no extrapolation beyond what was seen)."""
-        points = self._points(Precision(precision))
+        key = (precision, batch_size)
+        memo = self._memo
+        cached = memo.get(key)
+        if cached is None:
+            cached = memo[key] = self._interpolated_cpu_ms(Precision(precision), batch_size)
+        return cached  # type: ignore[return-value]
+
+    def _interpolated_cpu_ms(self, precision: Precision, batch_size: float) -> float:
+        points = self._points(precision)
         size = max(batch_size, 1.0)
         if size <= points[0].batch_size:
             return points[0].cpu_ms_per_item
@@ -93,10 +116,18 @@ class Calibration(BaseModel):
         self, floor: float, batch_size: float, candidates: Iterable[Precision] = Precision
     ) -> Precision:
         """The cheapest precision whose mean cosine to fp32 is at least `floor` (fp32 always qualifies)."""
-        allowed = [p for p in candidates if p is Precision.FP32 or self.quality[p].mean_cosine_to_fp32 >= floor]
-        if Precision.FP32 not in allowed:
-            allowed.append(Precision.FP32)
-        return min(allowed, key=lambda p: (self.cpu_ms_per_item(p, batch_size), p is not Precision.FP32))
+        options = tuple(candidates)
+        key = ("cheapest", floor, batch_size, options)
+        memo = self._memo
+        cached = memo.get(key)
+        if cached is None:
+            allowed = [p for p in options if p is Precision.FP32 or self.quality[p].mean_cosine_to_fp32 >= floor]
+            if Precision.FP32 not in allowed:
+                allowed.append(Precision.FP32)
+            cached = memo[key] = min(
+                allowed, key=lambda p: (self.cpu_ms_per_item(p, batch_size), p is not Precision.FP32)
+            )
+        return cached  # type: ignore[return-value]
 
 
 def calibration_to_dict(calibration: Calibration) -> dict[str, object]:

@@ -21,6 +21,7 @@ from policies.control_api import ControlApi
 from policies.control_history import ControlHistory, ControlSample, sample_state
 from policies.control_state import ControlState, GatewayLoad, GatewayReports, GridInputs, StateBuilder, check_region
 from policies.job_registry import JobRegistry
+from policies.job_usage import JobUsage
 from policies.knob_leases import KnobLeases, KnobsLease
 from policies.ladder import RegionDecision, RegionInputs
 from policies.load import ReplicaReport
@@ -222,3 +223,6 @@ class ControlPlane(ControlApi):
 
     def training_statuses(self) -> list[dict[str, object]]:
         return self.training_jobs.statuses()
+
+    def job_usage(self) -> list[JobUsage]:
+        return self.job_registry.meters.usage()

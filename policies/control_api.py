@@ -16,6 +16,7 @@ from policies.batch_gate import GateAnswer, JobProgress
 from policies.calibration import Calibration
 from policies.control_history import ControlSample
 from policies.control_state import ControlState, GatewayLoad
+from policies.job_usage import JobUsage
 from policies.knob_leases import KnobsLease
 from policies.ladder import RegionDecision, RegionInputs
 from policies.load import ReplicaReport
@@ -116,3 +117,10 @@ class ControlApi(Protocol):
     def resume_training(self, job_id: str) -> TrainingControl: ...
 
     def training_statuses(self) -> list[dict[str, object]]: ...
+
+    # Tenants' job usage ----------------------------------------------------------------------------------------
+
+    def job_usage(self) -> list[JobUsage]:
+        """Finished tenant jobs' usage (batch and training), each priced once when it finished; gateways record it
+        keyed by its request id, so every replica asking, again and again, still counts it once."""
+        ...

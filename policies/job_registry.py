@@ -19,13 +19,16 @@ from policies.batch_gate import (
     PlanVerdict,
     decide_gate,
     job_status,
+    tier_bound,
     workers_for,
 )
 from policies.control_state import check_region
+from policies.job_usage import JobMeter, JobMeters
 from policies.ladder import BatchPolicy
 from policies.plan import DEFAULT_PLANNER_CONFIG, Plan, PlannerConfig
 from policies.plan_forecast import forecast_signal
-from policies.planner import plan_windows, should_run, slack_runs_out_at_s
+from policies.planner import plan_verdict, plan_windows
+from policies.pricing import HourConditions, forecast_hours
 
 HOUR_S = 3600
 
@@ -52,30 +55,69 @@ class JobRegistry:
     jobs: dict[str, JobProgress] = field(default_factory=dict)
     paused_jobs: set[str] = field(default_factory=set)
     _plans: dict[str, tuple[int, Plan]] = field(default_factory=dict)
+    meters: JobMeters = field(init=False)  # batch and training jobs' usage (policies.job_usage)
+    _hours: dict[tuple[str, int], HourConditions] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        fleet = self.context.fleet
+        self.meters = JobMeters(self.hour_price, fleet.pricing, fleet.signal_source.speedup)
+
+    def hour_price(self, region: str, hour_s: int) -> HourConditions:
+        """A region-hour's forecast conditions, issued at the hour's start (as the gateway prices inference)."""
+        key = (region, hour_s)
+        if key not in self._hours:
+            self._hours[key] = forecast_hours(self.context.trace, self.context.fleet, region, hour_s, 1)[0]
+        return self._hours[key]
+
+    def _meter(self, progress: JobProgress) -> JobMeter:
+        return self.meters.meter("batch", progress.job_id, progress.region, progress.tenant_id, progress.flex_tier)
 
     def report(self, progress: JobProgress) -> None:
         check_region(self.context.fleet, progress.region)
         self.jobs[progress.job_id] = progress
+        self.meters.report(self._meter(progress), self.clock.now_s(), progress.state, progress.rows_done)
 
     def gate(
         self, progress: JobProgress, stress_level: int, batch: BatchPolicy, policy_pause: str | None
     ) -> GateAnswer:
-        """Run or pause the job's next piece of work, with the knobs it should use (see policies.batch_gate)."""
+        """Run or pause the job's next piece of work, with the knobs it should use (see policies.batch_gate), bound
+        by the job's flexibility tier (`tier_bound`): what the grid may do to it, and how small it may run."""
         self.report(progress)
         now_s = self.clock.now_s()
-        return decide_gate(
+        speedup = self.context.fleet.signal_source.speedup
+        bound = tier_bound(
+            progress.flex_tier,
+            self.plan_verdict(progress, now_s),
+            stress_level=stress_level,
+            workers_fraction=batch.workers_fraction,
+            now_s=now_s,
+            speedup=speedup,
+            policy_pause=policy_pause,
+        )
+        full_precision = self.context.fleet.serving.knobs.precision.value
+        answer = decide_gate(
             manual_pause=progress.job_id in self.paused_jobs,
-            verdict=self.plan_verdict(progress, now_s),
+            verdict=bound.verdict,
             stress_level=stress_level,
             knobs=BatchKnobs(
                 batch_size=batch.batch_size,
-                precision=batch.precision.value,
-                concurrency=workers_for(progress.max_workers, batch.workers_fraction),
+                precision=batch.precision.value if bound.may_degrade else full_precision,
+                concurrency=workers_for(progress.max_workers, bound.share, at_least=progress.flex_tier is not None),
             ),
             now_s=now_s,
-            speedup=self.context.fleet.signal_source.speedup,
+            speedup=speedup,
             policy_pause=policy_pause,
         )
+        meter = self._meter(progress)
+        if answer.run:
+            meter.share = answer.knobs.concurrency / max(progress.max_workers, 1)
+            if answer.knobs.concurrency < progress.max_workers:
+                meter.effects.add("shrunk")
+            if answer.knobs.precision != full_precision:
+                meter.effects.add("degraded")
+        elif progress.job_id not in self.paused_jobs:
+            meter.effects.add("deferred")  # paused by the grid, not by an operator
+        return answer
 
     def planner_config(self) -> PlannerConfig:
         # A paused runner re-asks at most MAX_POLL_S wall seconds late; under trace replay that is
@@ -107,7 +149,9 @@ class JobRegistry:
                 )
             except ValueError as error:
                 # No forecast of the job's signal here: the stress gate and the slack rule still apply.
-                return PlanVerdict(True, False, f"no {job.signal} forecast ({error}); running", None)
+                return plan_verdict(
+                    None, now, work_s, deadline_s, config, f"no {job.signal} forecast ({error}); running"
+                )
             release_s = now if cached is None else cached[1].release_s
             # A running job is not charged a resume for carrying on.
             running = job.state == "running" and cached is not None
@@ -123,12 +167,7 @@ class JobRegistry:
                 config=config,
             )
             self._plans[plan_key] = (hour, plan)
-        plan = self._plans[plan_key][1]
-        decision = should_run(plan, now, work_s, deadline_s, config)
-        forced = decision.run and (
-            now >= slack_runs_out_at_s(deadline_s, work_s, config) or plan.forced or not plan.feasible
-        )
-        return PlanVerdict(decision.run, forced, decision.reason, decision.resume_at_s)
+        return plan_verdict(self._plans[plan_key][1], now, work_s, deadline_s, config)
 
     def plan_of(self, job_id: str) -> Plan | None:
         cached = self._plans.get(job_id)
@@ -150,7 +189,7 @@ class JobRegistry:
         now_s = self.clock.now_s()
         speedup = self.context.fleet.signal_source.speedup
         return [
-            job_status(progress, now_s, speedup, job_id in self.paused_jobs)
+            job_status(progress, now_s, speedup, job_id in self.paused_jobs, self._meter(progress).effects)
             for job_id, progress in sorted(self.jobs.items())
         ]
 

@@ -110,6 +110,31 @@ def batch_policy_for_step(
     )
 
 
+_RungKey = tuple[int, int, int, int]
+_RUNG_MEMO: dict[_RungKey, tuple[LadderStep, Knobs, PolicyConfig, Calibration, Knobs, BatchPolicy]] = {}
+_RUNG_MEMO_MAX = 256
+
+
+def rung_settings(
+    step: LadderStep, defaults: Knobs, policy: PolicyConfig, calibration: Calibration
+) -> tuple[Knobs, BatchPolicy]:
+    """knobs_for_step and batch_policy_for_step, computed once per (rung, defaults, policy, calibration).
+
+    Every decision of every region asks this of one of a handful of rungs; the inputs are frozen models, so the
+    answer cannot change while they live. Keyed by identity (the models hold dicts, so they do not hash); the memo
+    keeps its keys alive, so an id is never reused for another object while its entry stands."""
+    key = (id(step), id(defaults), id(policy), id(calibration))
+    hit = _RUNG_MEMO.get(key)
+    if hit is not None and hit[0] is step and hit[1] is defaults and hit[2] is policy and hit[3] is calibration:
+        return hit[4], hit[5]
+    knobs = knobs_for_step(step, defaults, policy, calibration)
+    batch = batch_policy_for_step(step, defaults, policy, calibration)
+    if len(_RUNG_MEMO) >= _RUNG_MEMO_MAX:
+        _RUNG_MEMO.clear()  # config reloads: drop the old configs' rungs rather than keep them alive
+    _RUNG_MEMO[key] = (step, defaults, policy, calibration, knobs, batch)
+    return knobs, batch
+
+
 def safe_batch_policy(defaults: Knobs) -> BatchPolicy:
     """What batch runners use with no fresh decision: full quality, allowed to run (the grid gate still applies)."""
     return BatchPolicy(batch_size=defaults.max_batch_size, precision=defaults.precision_for("batch"), may_run=True)
@@ -162,10 +187,8 @@ def decide_region(
     """One region's decision: rung, knobs, batch permission, battery power and the power estimate."""
     policy = fleet.policy
     step, target, changed_at, lower_since, reason = next_step(inputs, previous, policy)
-    rung = policy.steps[step]
     defaults = fleet.serving.knobs
-    knobs = knobs_for_step(rung, defaults, policy, calibration)
-    batch = batch_policy_for_step(rung, defaults, policy, calibration)
+    knobs, batch = rung_settings(policy.steps[step], defaults, policy, calibration)
 
     # The load was measured under the knobs in force until now; the estimate describes that moment.
     ran_with = previous.knobs if previous is not None else defaults

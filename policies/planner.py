@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from fleet.times import iso
 from grid.trace import FloatArray, IntArray
+from policies.batch_gate import PlanVerdict
 from policies.plan import DEFAULT_PLANNER_CONFIG, HOUR_S, SIGNAL_UNITS, Plan, PlannerConfig, PlanSignal
 from policies.plan_search import choose_slots
 
@@ -298,3 +299,25 @@ def should_run(
     return GateDecision(
         True, "behind plan: the planned windows are over but work remains; running (replan to wait)", None
     )
+
+
+def plan_verdict(
+    plan: Plan | None,
+    now_s: int,
+    remaining_work_s: int,
+    deadline_s: int,
+    config: PlannerConfig = DEFAULT_PLANNER_CONFIG,
+    no_plan_reason: str = "no forecast: running",
+) -> PlanVerdict:
+    """What the batch gate is told of a job's plan now: `should_run`, and whether the run is forced (slack has run
+    out, or the plan could not wait), so stress and the policy cannot pause it. A job with no plan (no forecast of
+    its signal) runs, and the slack rule still forces it: without that, stress could pause it past its deadline."""
+    if plan is None:
+        return PlanVerdict(
+            True, now_s >= slack_runs_out_at_s(deadline_s, remaining_work_s, config), no_plan_reason, None
+        )
+    decision = should_run(plan, now_s, remaining_work_s, deadline_s, config)
+    forced = decision.run and (
+        now_s >= slack_runs_out_at_s(deadline_s, remaining_work_s, config) or plan.forced or not plan.feasible
+    )
+    return PlanVerdict(decision.run, forced, decision.reason, decision.resume_at_s)

@@ -2,26 +2,19 @@
 
 A training job is time-shifted like a batch job (the window planner and the slack rule, through the job registry)
 and paused by the same rule (`policies.batch_gate.decide_gate`: an operator, the slack rule, the policy's pause,
-grid stress, the plan). Below the pause rung it runs smaller, as the ladder's `batch_workers_fraction` asks, but
-never slower than its flexibility tier accepts: tier 0 is never shifted or slowed, tier 3 accepts 50 %.
+grid stress, the plan). Its flexibility tier is the tenants' one (policies/tiers.py): only tier 3 may be paused by
+the grid; below the pause rung a job runs smaller, as the ladder's `batch_workers_fraction` asks, but never slower
+than its tier accepts (0 / 10 / 25 / 50 %); a tier 1 or 2 job the grid would pause runs at its tier's floor instead.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from policies.batch_gate import BatchKnobs, PlanVerdict, decide_gate
-
-FLEX_TIER_SLOWDOWN: tuple[float, ...] = (0.0, 0.10, 0.25, 0.50)
-"""Per flexibility tier 0..3, the largest slowdown a job accepts (a share of its full-size speed), as in Emerald
-AI's tiers. Pausing is also slowing, so tier 0 is never paused by the grid either (an operator still may)."""
-
-
-def max_slowdown(flex_tier: int) -> float:
-    if not 0 <= flex_tier < len(FLEX_TIER_SLOWDOWN):
-        raise ValueError(f"flex_tier must be 0..{len(FLEX_TIER_SLOWDOWN) - 1}, got {flex_tier}")
-    return FLEX_TIER_SLOWDOWN[flex_tier]
+from policies.batch_gate import BatchKnobs, PlanVerdict, decide_gate, tier_bound
+from policies.tiers import job_share, max_slowdown
 
 
 @dataclass(frozen=True)
@@ -44,7 +37,7 @@ class TrainingProgress:
     region: str
     signal: str  # carbon | price | headroom: what the job's plan optimises
     deadline_s: float  # control-clock time
-    flex_tier: int  # 0..3 (FLEX_TIER_SLOWDOWN)
+    flex_tier: int  # 0..3 (policies.tiers.TIERS)
     state: str  # starting | running | paused | done | failed | stopped
     steps_done: int  # steps the latest committed checkpoint holds: progress that survives anything
     steps_total: int
@@ -61,6 +54,7 @@ class TrainingProgress:
     checkpointing: bool = True  # False: asked to checkpoint, the trainer did not; it cannot be paused or shrunk
     reason: str = ""
     resume_at_s: float | None = None
+    tenant_id: str | None = None  # the tenant whose key submitted it (None: an operator's job)
 
     @property
     def steps_left(self) -> int:
@@ -94,14 +88,15 @@ class TrainingAnswer:
 
 
 def shrink(full: TrainingShape, flex_tier: int, workers_fraction: float) -> TrainingShape:
-    """The shape the ladder's share asks for, bounded by the tier: threads in all fall to `workers_fraction` of full
-    size, but never below (1 - max slowdown) of it, so with speed at most proportional to threads the job is slowed
-    by no more than its tier accepts. Whole workers go first (each frees a process and its memory), then threads."""
-    if not 0.0 < workers_fraction <= 1.0:
-        raise ValueError(f"workers_fraction must be in (0, 1], got {workers_fraction}")
-    keep = max(workers_fraction, 1.0 - max_slowdown(flex_tier))
+    """The shape the ladder's share asks for, bounded by the tier (policies.tiers.job_share)."""
+    return shrink_to(full, job_share(flex_tier, workers_fraction))
+
+
+def shrink_to(full: TrainingShape, share: float) -> TrainingShape:
+    """Threads in all fall to `share` of full size (with speed at most proportional to threads, the job is slowed by
+    no more than that). Whole workers go first (each frees a process and its memory), then threads."""
     # Rounded first so that 0.9 x 10 threads is 9, not 10 after binary floating point.
-    budget = max(1, math.ceil(round(full.threads * keep, 9)))
+    budget = max(1, math.ceil(round(full.threads * share, 9)))
     workers = min(full.workers, math.ceil(budget / full.threads_per_worker))
     return TrainingShape(workers, min(full.threads_per_worker, math.ceil(budget / workers)))
 
@@ -117,42 +112,55 @@ def decide_training(
     speedup: float,
     policy_pause: str | None = None,
 ) -> TrainingAnswer:
-    """Run or pause by the batch gate's rule, then the shape: full size when the job may not be slowed (tier 0, a
-    trainer that does not checkpoint, or slack run out), else the ladder's share bounded by the tier."""
+    """Run or pause by the batch gate's rule bound by the job's tier (`policies.batch_gate.tier_bound`), then the
+    shape: full size when the job may not be slowed (tier 0, a trainer that does not checkpoint, or slack run out),
+    else the ladder's share bounded by the tier."""
     full = progress.full_shape
-    unshiftable = None
-    if progress.flex_tier == 0:
-        unshiftable = "flex tier 0: never shifted or slowed by the grid"
-    elif not progress.checkpointing:
-        unshiftable = "the trainer does not checkpoint when asked, so it cannot pause or shrink: running at full size"
-    if unshiftable is not None:
-        verdict = PlanVerdict(True, True, unshiftable, None)
-    gate = decide_gate(
+    if not progress.checkpointing:
+        reason = "the trainer does not checkpoint when asked, so it cannot pause or shrink: running at full size"
+        verdict = PlanVerdict(True, True, reason, None)
+    full_size = verdict.forced  # slack run out, or no checkpoints: the job may not be slowed
+    bound = tier_bound(
+        progress.flex_tier,
+        verdict,
+        stress_level=stress_level,
+        workers_fraction=workers_fraction,
+        now_s=now_s,
+        speedup=speedup,
+        policy_pause=policy_pause,
+    )
+    answer = decide_gate(
         manual_pause=manual_pause,
-        verdict=verdict,
+        verdict=bound.verdict,
         stress_level=stress_level,
         knobs=BatchKnobs(batch_size=1, precision="fp32"),  # training has no batch knobs; only run/pause is used
         now_s=now_s,
         speedup=speedup,
         policy_pause=policy_pause,
     )
-    if not gate.run:
-        return TrainingAnswer(False, gate.reason, gate.resume_at_s, TrainingShape(0, 0), gate.poll_s, full.threads)
-    if verdict.forced:
-        return TrainingAnswer(True, gate.reason, None, full, 0.0, full.threads)
-    shape = shrink(full, progress.flex_tier, workers_fraction)
-    reason = gate.reason
+    if not answer.run:
+        return TrainingAnswer(
+            False, answer.reason, answer.resume_at_s, TrainingShape(0, 0), answer.poll_s, full.threads
+        )
+    if full_size:
+        return TrainingAnswer(True, answer.reason, None, full, 0.0, full.threads)
+    shape = shrink_to(full, bound.share)
+    reason = answer.reason
     if shape != full:
         reason = (
             f"shrunk to {shape.workers} worker(s) x {shape.threads_per_worker} thread(s) of {full.workers} x "
-            f"{full.threads_per_worker} (ladder share {workers_fraction:g}, tier {progress.flex_tier} accepts "
-            f"{max_slowdown(progress.flex_tier):.0%} slowdown); {gate.reason}"
+            f"{full.threads_per_worker} (share {bound.share:g}, tier {progress.flex_tier} accepts "
+            f"{max_slowdown(progress.flex_tier):.0%} slowdown); {answer.reason}"
         )
     return TrainingAnswer(True, reason, None, shape, 0.0, full.threads)
 
 
 def training_status(
-    progress: TrainingProgress, now_s: float, speedup: float, paused_by_operator: bool
+    progress: TrainingProgress,
+    now_s: float,
+    speedup: float,
+    paused_by_operator: bool,
+    effects: Iterable[str] = (),
 ) -> dict[str, object]:
     """A training job's status for operators (CLI and HTTP): state, steps, size, and expected finish against the
     deadline, on the control clock, assuming it runs from its expected resume (or now) at full size."""
@@ -166,6 +174,7 @@ def training_status(
         "region": progress.region,
         "state": progress.state,
         "flex_tier": progress.flex_tier,
+        "tenant_id": progress.tenant_id,
         "paused_by_operator": paused_by_operator,
         "reason": progress.reason,
         "steps_done": progress.steps_done,
@@ -184,6 +193,7 @@ def training_status(
         "deadline": iso(progress.deadline_s),
         "on_track": progress.state == "done" or (finish_s is not None and finish_s <= progress.deadline_s),
         "signal": progress.signal,
+        "effects": sorted(effects),  # what the grid did to it under its tier: deferred, shrunk
     }
 
 

@@ -183,12 +183,12 @@ def undeploy() -> None:
     from batch.spec import JobSpecError
     from batch.submit import stop_jobs
     from policies.actors.client import NAMESPACE
-    from policies.actors.registry import CONTROL_ACTOR_NAME, OPENADR_ACTOR_NAME, POLICY_ACTOR_NAME
+    from policies.actors.registry import FLEET_ACTOR_NAMES
 
     serve.shutdown()  # type: ignore[no-untyped-call]
     with contextlib.suppress(JobSpecError):  # a cluster without the Jobs API runs no batch jobs
         stop_jobs()
-    for name in (CONTROL_ACTOR_NAME, POLICY_ACTOR_NAME, OPENADR_ACTOR_NAME):
+    for name in FLEET_ACTOR_NAMES:
         try:
             ray.kill(ray.get_actor(name, namespace=NAMESPACE))
         except ValueError:  # not there

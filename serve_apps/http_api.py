@@ -7,7 +7,6 @@ import base64
 import logging
 import math
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -20,14 +19,14 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from batch.spec import BatchJobSpec
-from batch.submit import merged_statuses
-from fleet.errors import GridshiftError, UnknownRegionError
+from fleet.errors import UnknownRegionError
 from fleet.events import DREvent
 from fleet.times import iso
 from grid.signal_health import status_to_dict
 from openadr.status import STATUS_PATH as OPENADR_STATUS_PATH
 from policies.control_api import ControlApi
 from policies.control_state import ControlState
+from policies.deferral import DEFER_HEADER, defer_limit_s
 from router.routing import decision_to_dict, request_to_dict
 from router.state import snapshot_to_dict
 from serve_apps.api_schema import (
@@ -41,7 +40,10 @@ from serve_apps.api_schema import (
     validated,
 )
 from serve_apps.backends import RegionalResult
+from serve_apps.batch_api import PATH as BATCH_PATH
+from serve_apps.batch_api import batch_router
 from serve_apps.console import mount_console
+from serve_apps.deferral import DeferralFull, DeferralQueue
 from serve_apps.gateway import GatewayCore, NoRegionAvailable, Readiness, RegionsFull, Served
 from serve_apps.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from serve_apps.metrics import exposition, region_staleness
@@ -74,6 +76,7 @@ def create_app(
     fleet = core.fleet
     limits = fleet.gateway
     tenancy = provider or Provider(fleet)
+    deferrals = DeferralQueue(fleet)  # tier-3 calls held while only regions in grid emergency could serve them
     # OpenAI's model object; `created` is when this gateway started (the fleet serves one model, by config).
     model_card = {
         "id": fleet.serving.model_name,
@@ -85,7 +88,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         core.start()
-        await tenancy.start()  # tenants (docs/tenants.md); with auth required, fails here if its database is away
+        # Tenants (docs/tenants.md): with auth required, fails here if its database is away; collects job usage.
+        await tenancy.start(core.control)
         try:
             yield
         finally:
@@ -132,6 +136,7 @@ def create_app(
     admin = admin_dependency(admin_token_sha256)
     admin_only = [Depends(admin)]
     app.include_router(training_router(core, admin_only, training_launcher))  # /v1/training/jobs
+    app.include_router(batch_router(core, admin_only))  # /v1/batch/jobs
 
     def parse_hints(
         workload_class: str | None, budget: str | None, origin: str | None
@@ -163,6 +168,7 @@ def create_app(
         x_gridshift_latency_budget_ms: Annotated[str | None, Header()] = None,
         x_gridshift_origin: Annotated[str | None, Header()] = None,
         x_request_id: Annotated[str | None, Header(max_length=80)] = None,
+        x_gridshift_defer_max_s: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         workload_class, budget_ms, origin = parse_hints(
             x_gridshift_class, x_gridshift_latency_budget_ms, x_gridshift_origin
@@ -186,19 +192,28 @@ def create_app(
                 param="input",
             )
         tiered = tenancy.route(core, caller, origin, workload_class, budget_ms)  # the caller's flexibility tier
-        tenancy.admit(caller, len(texts))  # rate limits (429)
+        await tenancy.admit(caller, len(texts))  # rate limits (429), cluster-wide
         route = tiered.request
         try:
+            limit_s = defer_limit_s(x_gridshift_defer_max_s, fleet.tenants.defer_max_s)
+        except ValueError as error:
+            raise _hint_error(DEFER_HEADER, str(error)) from None
+        try:
+            # Tier 3 may wait (bounded) for a region out of grid emergency: docs/tenants.md#tier-3-deferral.
+            deferred = await deferrals.hold(core, tiered.tier, route, limit_s)
             served = await core.serve(route, texts)
+        except DeferralFull as full:
+            headers = {"Retry-After": str(full.retry_after_s)}
+            return JSONResponse(error_body(str(full), "overloaded"), 503, headers=headers)
         except RegionsFull as error:  # at once, never after a wait: the client backs off and retries
             headers = {"Retry-After": str(error.retry_after_s)}
             return JSONResponse(error_body(str(error), "overloaded"), 503, headers=headers)
         except NoRegionAvailable as error:
             return JSONResponse(error_body(str(error), "service_unavailable"), 503, headers={"Retry-After": "1"})
-        usage = await tenancy.served(core, caller, tiered, served, len(texts), x_request_id)  # records tenants' usage
-        return JSONResponse(
-            embeddings_body(served.result, request.encoding_format), headers={**_routing_headers(served), **usage}
-        )
+        held = deferred.outcome is not None
+        usage = await tenancy.served(core, caller, tiered, served, len(texts), x_request_id, held)  # tenants' usage
+        headers = {**_routing_headers(served), **usage, **deferred.headers()}
+        return JSONResponse(embeddings_body(served.result, request.encoding_format), headers=headers)
 
     @app.get("/v1/route")
     async def route_explain(
@@ -343,52 +358,6 @@ def create_app(
         await core.refresh()
         return {"cleared": cleared.model_dump(mode="json")}
 
-    @app.post("/v1/batch/jobs", status_code=202, dependencies=admin_only)
-    async def submit_job(raw: Request) -> dict[str, Any]:
-        if core.batch_launcher is None:
-            raise ApiError(404, "this gateway does not run batch jobs")
-        body = await read_json(raw, max_bytes=16_384)
-        if isinstance(body, dict) and "job_id" not in body:
-            body = {**body, "job_id": uuid.uuid4().hex[:12]}
-        job = validated(BatchJobSpec, body)
-        in_fleet(job.region)
-        try:
-            await core.batch_launcher.launch(job)
-        except GridshiftError as error:  # bad pipeline, unreadable input, unusable output
-            raise ApiError(422, str(error)) from None
-        return {"job_id": job.job_id, "state": "submitted"}
-
-    async def job_statuses() -> list[dict[str, Any]]:
-        reported = await core.control.call(ControlApi.job_statuses)
-        if core.batch_launcher is None:
-            return reported
-        try:
-            ray = await core.batch_launcher.ray_jobs()
-        except GridshiftError:  # the Jobs API is down: the control plane's reports still stand
-            logger.warning("Ray Jobs API unavailable; batch status from the control plane only", exc_info=True)
-            ray = []
-        return merged_statuses(reported, ray)
-
-    @app.get("/v1/batch/jobs")
-    async def list_jobs() -> dict[str, Any]:
-        return {"jobs": await job_statuses()}
-
-    @app.get("/v1/batch/jobs/{job_id}")
-    async def get_job(job_id: str) -> dict[str, Any]:
-        for status in await job_statuses():
-            if status["job_id"] == job_id:
-                return status
-        raise ApiError(404, f"no batch job {job_id!r}", param="job_id")
-
-    @app.post("/v1/batch/jobs/{job_id}/{action}", dependencies=admin_only)
-    async def control_job(job_id: str, action: str) -> dict[str, Any]:
-        if action not in ("pause", "resume"):
-            raise ApiError(404, f"unknown action {action!r}: use pause or resume", param="action")
-        known = await core.control.call(ControlApi.pause_job if action == "pause" else ControlApi.resume_job, job_id)
-        if not known:
-            raise ApiError(404, f"no batch job {job_id!r}", param="job_id")
-        return {"job_id": job_id, "requested": action}
-
     mount_console(app, core)  # the operator console: /console and its read-only data endpoints
     mount_provider(app, core, tenancy, admin_token_sha256)  # prices, quotes, usage, tenants' admin API
     document(
@@ -396,7 +365,7 @@ def create_app(
         {
             ("/v1/embeddings", "post"): EmbeddingsRequest,
             ("/v1/admin/events", "post"): EventRequest,
-            ("/v1/batch/jobs", "post"): BatchJobSpec,
+            (BATCH_PATH, "post"): BatchJobSpec,
             (TRAINING_PATH, "post"): TrainingJobSpec,
             ("/v1/quotes", "post"): QuoteRequest,
             ("/v1/admin/tenants", "post"): TenantCreate,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -27,7 +27,14 @@ from policies.quotes import QuoteRefused, quote_job, quote_to_dict
 from serve_apps.api_schema import ApiError, error_body, read_json, validated
 from serve_apps.gateway import GatewayCore
 from serve_apps.provider import Provider, RateLimited
-from serve_apps.tenant_auth import TENANT_BEARER, Caller, admin_dependency, current_caller, is_admin_token
+from serve_apps.tenant_auth import (
+    TENANT_BEARER,
+    Caller,
+    admin_dependency,
+    current_caller,
+    is_admin_token,
+    tenant_tier,
+)
 from tenants.store import Tenant, TenantsDatabaseError, UnknownTenantError, UsageRecord, usage_totals
 
 PRICES_SCHEMA = "gridshift.prices/v1"
@@ -104,7 +111,8 @@ def mount_provider(app: FastAPI, core: GatewayCore, provider: Provider, admin_to
     fleet = core.fleet
     pricing = fleet.pricing
     admin_only = [Depends(admin_dependency(admin_token_sha256))]
-    app.state.tenant_access = provider.access
+    # The callers' check, and job submission's (the admin token or a tenant key: serve_apps/tenant_auth.py).
+    app.state.tenant_access = replace(provider.access, admin_token_sha256=admin_token_sha256)
 
     @app.exception_handler(RateLimited)
     async def _rate_limited(_request: Request, error: RateLimited) -> JSONResponse:
@@ -225,17 +233,7 @@ def mount_provider(app: FastAPI, core: GatewayCore, provider: Provider, admin_to
 def _quote_tier(asked: int | None, caller: Caller) -> int:
     if caller.tenant is None:
         return MAX_TIER if asked is None else asked
-    tier = caller.tier if asked is None else asked
-    if tier is None:
-        return caller.tenant.default_tier
-    if tier > caller.tenant.max_tier:
-        raise ApiError(
-            403,
-            f"tier {tier} exceeds this key's maximum tier {caller.tenant.max_tier}",
-            kind="permission_error",
-            param="tier",
-        )
-    return tier
+    return tenant_tier(caller.tier if asked is None else asked, caller.tenant, "tier")
 
 
 def _usage_row(record: UsageRecord) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""HTTP routes of training jobs (`/v1/training/jobs`): submit as a Ray Job (admin), list and read their status, pause
-and resume (admin); mounted by serve_apps.http_api.create_app."""
+"""HTTP routes of training jobs (`/v1/training/jobs`): submit as a Ray Job (the admin token, or a tenant key: the job
+is the tenant's, at its tier), list and read their status, pause and resume (admin); mounted by
+serve_apps.http_api.create_app."""
 
 from __future__ import annotations
 
@@ -7,16 +8,17 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Request
-from fastapi.params import Depends
+from fastapi import APIRouter, Depends, Request
+from fastapi import params as fastapi_params
 
 from fleet.config import FleetConfig
 from fleet.errors import GridshiftError
 from policies.control_api import ControlApi
 from serve_apps.api_schema import ApiError, read_json, validated
 from serve_apps.gateway import GatewayCore
+from serve_apps.tenant_auth import Submitter, job_body, job_submitter
 from training.spec import TrainingJobSpec, TrainingSpecError
 from training.submit import RayJobState, merged_statuses
 
@@ -67,15 +69,19 @@ def _field_of(error: GridshiftError) -> str | None:
     return head if head in TrainingJobSpec.model_fields else None
 
 
-def training_router(core: GatewayCore, admin_only: Sequence[Depends], launcher: TrainingLauncher | None) -> APIRouter:
+def training_router(
+    core: GatewayCore,
+    admin_only: Sequence[fastapi_params.Depends],
+    launcher: TrainingLauncher | None,
+) -> APIRouter:
     """The routes; `admin_only` is the app's admin dependency, `launcher` None on a gateway that runs no jobs."""
     router = APIRouter()
 
-    @router.post(PATH, status_code=202, dependencies=list(admin_only))
-    async def submit(raw: Request) -> dict[str, Any]:
+    @router.post(PATH, status_code=202)
+    async def submit(raw: Request, who: Annotated[Submitter, Depends(job_submitter)]) -> dict[str, Any]:
         if launcher is None:
             raise ApiError(404, "this gateway does not run training jobs")
-        body = await read_json(raw, max_bytes=65_536)
+        body = job_body(await read_json(raw, max_bytes=65_536), who)
         if isinstance(body, dict) and "job_id" not in body:
             body = {**body, "job_id": uuid.uuid4().hex[:12]}
         spec = validated(TrainingJobSpec, body)
@@ -89,7 +95,7 @@ def training_router(core: GatewayCore, admin_only: Sequence[Depends], launcher: 
             raise ApiError(422, str(error), param=_field_of(error)) from None
         except GridshiftError as error:
             raise ApiError(422, str(error)) from None
-        return {"job_id": spec.job_id, "state": "submitted"}
+        return {"job_id": spec.job_id, "state": "submitted", "tenant_id": spec.tenant_id, "flex_tier": spec.flex_tier}
 
     async def statuses() -> list[dict[str, Any]]:
         reported: list[dict[str, Any]] = await core.control.call(ControlApi.training_statuses)

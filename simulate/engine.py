@@ -28,7 +28,7 @@ from policies.load import RegionLoad
 from policies.outlook import load_under, stressed_seconds_ahead
 from policies.plan import DEFAULT_PLANNER_CONFIG, Plan, PlanSignal
 from policies.plan_forecast import forecast_signal
-from policies.planner import plan_windows, should_run, slack_runs_out_at_s
+from policies.planner import plan_verdict, plan_windows
 from policies.power import Lever, PowerInputs, estimate_power
 from router.routing import RegionState, RouteRequest
 from router.state import snapshot
@@ -102,6 +102,19 @@ def _actual_signal(context: FleetContext, region: str, slots: IntArray) -> Float
     return values
 
 
+def _with_utilization(state: RegionState, utilization: float) -> RegionState:
+    # The constructor, not dataclasses.replace: this runs for every routed piece, and replace costs ten times more.
+    return RegionState(
+        state.name,
+        state.headroom,
+        state.stress_level,
+        state.healthy,
+        utilization,
+        state.capacity_replicas,
+        state.service_time_ms,
+    )
+
+
 class _Engine:
     def __init__(
         self, context: FleetContext, reader: SignalReader, calibration: Calibration, spec: SimulationSpec
@@ -143,15 +156,7 @@ class _Engine:
                 state.plan = plan_windows(
                     now, job.deadline_s, state.remaining_s, slots, forecast, JOB_SIGNAL, now_s=now, config=config
                 )
-        if state.plan is None:
-            return PlanVerdict(True, False, "no forecast: running", None)
-        decision = should_run(state.plan, now, state.remaining_s, job.deadline_s, config)
-        forced = decision.run and (
-            now >= slack_runs_out_at_s(job.deadline_s, state.remaining_s, config)
-            or state.plan.forced
-            or not state.plan.feasible
-        )
-        return PlanVerdict(decision.run, forced, decision.reason, decision.resume_at_s)
+        return plan_verdict(state.plan, now, state.remaining_s, job.deadline_s, config)
 
     def _runs(self, state: _JobState, now: int, stress: int, decision: RegionDecision | None) -> bool:
         if "time" not in self.spec.levers:
@@ -306,35 +311,32 @@ class _Engine:
                             missed.append(state.job.job_id)
                 active[name] = still
             # Tolerant work: the routing core, in pieces, filling destinations as it goes.
-            busy = np.array(
-                [
-                    offered_cpu["realtime"] * self._ratio(knobs[name], "realtime") + running_units[i] * self.unit_cpus
-                    for i, name in enumerate(names)
-                ]
-            )
+            ratio = {c: [self._ratio(knobs[name], c) for name in names] for c in ("realtime", "tolerant")}
+            busy = [
+                offered_cpu["realtime"] * ratio["realtime"][i] + running_units[i] * self.unit_cpus for i in range(n)
+            ]
+            # Only the regions work lands on change between two decisions: rebuild just their states.
+            current = [_with_utilization(state, busy[i] / self.compute) for i, state in enumerate(states)]
             tolerant_in = np.zeros(n)
             moved_now = np.zeros((n, n))
             piece = offered_cpu["tolerant"] / spec.route_chunks
             over_budget = 0.0
-            for _ in range(spec.route_chunks):
+            geo = "geo" in spec.levers
+            for _ in range(spec.route_chunks if piece > 0 else 0):
                 for origin_index, origin in enumerate(names):
-                    if piece <= 0:
-                        continue
-                    if "geo" not in spec.levers:
-                        split = {origin: 1.0}
+                    if not geo:
+                        split: tuple[tuple[str, float], ...] = ((origin, 1.0),)
                     else:
-                        current = [
-                            replace(state, utilization=float(busy[i] / self.compute)) for i, state in enumerate(states)
-                        ]
                         request = RouteRequest(origin, "tolerant", RoutingMode.SHIFT, self.tolerant_budget_ms)
                         route = self.router.decide(request, current)
-                        split = dict(route.eligible)
+                        split = route.eligible
                         if not route.feasible:
                             over_budget += piece
-                    for destination, share in split.items():
+                    for destination, share in split:
                         d = index[destination]
                         tolerant_in[d] += piece * share
-                        busy[d] += piece * share * self._ratio(knobs[destination], "tolerant")
+                        busy[d] += piece * share * ratio["tolerant"][d]
+                        current[d] = _with_utilization(current[d], busy[d] / self.compute)
                         if d != origin_index:
                             moved_now[origin_index, d] += piece * share
             moved_away = moved_now.sum(axis=1)

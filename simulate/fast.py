@@ -1,6 +1,6 @@
 """Speed without a second rule: the live functions' inputs, computed once. A trace reader whose trailing demand
-quantiles are precomputed for every row (the same quantile over the same window as grid.trace.Trace), and a
-calibration that remembers its interpolated costs (the same numbers policies.calibration computes)."""
+quantiles are precomputed for every row (the same quantile over the same window as grid.trace.Trace). (The
+calibration remembers its own interpolated costs: policies.calibration.)"""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ import bisect
 import math
 
 import numpy as np
-from pydantic import PrivateAttr
 
-from fleet.serving import Precision
 from grid.trace import FloatArray, Observation, Trace
-from policies.calibration import Calibration
 
 
 def _lerp(low: float, high: float, fraction: float) -> float:
@@ -68,21 +65,3 @@ class PrecomputedReader:
             self._tables[key] = table
         value = float(table[row])
         return None if math.isnan(value) else value
-
-
-class CachedCalibration(Calibration):
-    """The same calibration, remembering each (precision, batch size) cost it has interpolated."""
-
-    _costs: dict[tuple[Precision, float], float] = PrivateAttr(default_factory=dict)
-
-    def cpu_ms_per_item(self, precision: Precision, batch_size: float) -> float:
-        key = (precision, batch_size)
-        cached = self._costs.get(key)
-        if cached is None:
-            cached = super().cpu_ms_per_item(precision, batch_size)
-            self._costs[key] = cached
-        return cached
-
-
-def cached(calibration: Calibration) -> CachedCalibration:
-    return CachedCalibration.model_validate(calibration.model_dump(by_alias=True))

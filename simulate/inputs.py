@@ -1,4 +1,4 @@
-"""What a simulation starts from: the fleet's context with a precomputed reader and cached calibration, the window
+"""What a simulation starts from: the fleet's context with a precomputed reader and the calibration, the window
 checked against the trace, and OpenADR-style events read from a JSON file."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from fleet.config import FleetConfig
 from fleet.events import DREvent
 from fleet.times import iso
 from grid.context import FleetContext, load_context
-from policies.calibration import load_calibration
-from simulate.fast import CachedCalibration, PrecomputedReader, cached
+from policies.calibration import Calibration, load_calibration
+from simulate.fast import PrecomputedReader
 from simulate.mix import SimulationInputError
 
 _EVENTS = TypeAdapter(list[DREvent])
@@ -24,13 +24,13 @@ _EVENTS = TypeAdapter(list[DREvent])
 class Inputs:
     context: FleetContext
     reader: PrecomputedReader
-    calibration: CachedCalibration
+    calibration: Calibration
 
 
 def load_inputs(fleet: FleetConfig, trace_path: str | Path | None = None) -> Inputs:
     # A live fleet is simulated on its history trace: a what-if replays the past, it never polls.
     context = load_context(fleet, trace_path)
-    return Inputs(context, PrecomputedReader(context.trace), cached(load_calibration(fleet.policy.calibration_file)))
+    return Inputs(context, PrecomputedReader(context.trace), load_calibration(fleet.policy.calibration_file))
 
 
 def check_window(context: FleetContext, start_s: int, end_s: int) -> None:

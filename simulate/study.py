@@ -10,6 +10,7 @@ from typing import Final
 
 from simulate.curtailment import RateResult, Thresholds, ZoneModel, rate_result
 from simulate.curtailment_data import CleaningReport, StudyDataError, check_zones, load_zone_demand
+from simulate.fleet_fit import LEVERS, FleetFit, ZoneFit
 
 STUDY_SCHEMA: Final = "gridshift.curtailment_study/v1"
 DEFAULT_RATES_PCT: Final = (0.25, 0.5, 1.0, 5.0)
@@ -25,15 +26,19 @@ class ZoneStudy:
     cleaning: CleaningReport
     years: tuple[int, ...]
     results: tuple[RateResult, ...]
+    fit: ZoneFit | None = None  # with --fleet-mix: what that mix delivers here
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        body: dict[str, object] = {
             "zone": self.zone,
             "years": list(self.years),
             "thresholds": self.thresholds.to_dict(),
             "cleaning": self.cleaning.to_dict(),
             "results": [result.to_dict() for result in self.results],
         }
+        if self.fit is not None:
+            body["fleet_mix"] = self.fit.to_dict()
+        return body
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,10 @@ class CurtailmentStudy:
     zones: tuple[ZoneStudy, ...]
     rates_pct: tuple[float, ...]
     years: tuple[int, int]
+    mix_label: str | None = None
+
+    def absorbable_mw(self) -> float:
+        return sum(zone.fit.absorbable_mw for zone in self.zones if zone.fit is not None)
 
     def total_mw(self, rate_pct: float) -> float:
         return sum(r.headroom_mw for zone in self.zones for r in zone.results if r.rate_pct == rate_pct)
@@ -56,7 +65,7 @@ class CurtailmentStudy:
             for rate in self.rates_pct
             if rate in PUBLISHED_TOTAL_GW
         }
-        return {
+        body: dict[str, object] = {
             "schema": STUDY_SCHEMA,
             "method": "Norris et al. 2025 (docs/simulate.md)",
             "years": list(self.years),
@@ -65,6 +74,15 @@ class CurtailmentStudy:
             "total_headroom_mw": totals,
             "published_comparison": comparison,
         }
+        if self.mix_label is not None:
+            # Additive to v1: present only with --fleet-mix.
+            body["fleet_mix"] = {
+                "mix": self.mix_label,
+                "levers": sorted(LEVERS),
+                "absorbable_mw_total": round(self.absorbable_mw(), 1),
+                "method": "the study's curtailed hours as import-limit events on a simulated region (docs/simulate.md)",
+            }
+        return body
 
 
 def _key(rate_pct: float) -> str:
@@ -97,6 +115,7 @@ def run_study(
     zones: Sequence[str],
     rates_pct: Sequence[float] = DEFAULT_RATES_PCT,
     years: tuple[int, int] = DEFAULT_YEARS,
+    fit: FleetFit | None = None,
 ) -> CurtailmentStudy:
     check_zones(tuple(zones))
     if not folder.is_dir():
@@ -110,8 +129,11 @@ def run_study(
             raise StudyDataError(f"zone {zone!r}: no observed hour in {years[0]}-{years[1]}")
         results = tuple(rate_result(model, rate) for rate in rates_pct)
         used = tuple(year for year in year_list if year in set(_years_with_data(model)))
-        studies.append(ZoneStudy(zone, model.thresholds, demand.report, used, results))
-    return CurtailmentStudy(tuple(studies), tuple(rates_pct), years)
+        zone_fit = (
+            None if fit is None else fit.check_zone(demand, model, [(r.rate_pct, r.headroom_mw) for r in results])
+        )
+        studies.append(ZoneStudy(zone, model.thresholds, demand.report, used, results, zone_fit))
+    return CurtailmentStudy(tuple(studies), tuple(rates_pct), years, None if fit is None else fit.mix.label)
 
 
 def _years_with_data(model: ZoneModel) -> list[int]:

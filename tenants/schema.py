@@ -51,7 +51,7 @@ usage = sa.Table(
     sa.Column("tenant_id", sa.String(32), nullable=False),
     sa.Column("at_s", sa.Float, nullable=False),  # wall clock when served
     sa.Column("grid_hour_s", sa.Integer, nullable=False),  # the control clock's hour whose price applied
-    sa.Column("kind", sa.String(16), nullable=False),  # inference (jobs: not recorded yet)
+    sa.Column("kind", sa.String(16), nullable=False),  # inference | batch | training
     sa.Column("region", sa.String(64), nullable=False),
     sa.Column("origin", sa.String(64), nullable=False),
     sa.Column("tier", sa.Integer, nullable=False),
@@ -61,7 +61,9 @@ usage = sa.Table(
     sa.Column("usd", sa.Float, nullable=False),
     sa.Column("earned_usd", sa.Float, nullable=False),  # tier-0 price at the origin less what was charged
     sa.Column("moved", sa.Boolean, nullable=False),
-    sa.Column("degraded", sa.Boolean, nullable=False),
+    sa.Column("degraded", sa.Boolean, nullable=False),  # jobs: shrunk or run at reduced precision
+    sa.Column("deferred", sa.Boolean, nullable=False, server_default=sa.false()),  # queued (inference), paused (jobs)
+    sa.Column("job_hours", sa.Float, nullable=False, server_default="0"),  # jobs: full-size-equivalent hours run
     sa.Index("usage_tenant_at", "tenant_id", "at_s"),
 )
 
@@ -71,13 +73,46 @@ def _m001_tenants_and_keys(connection: sa.Connection) -> None:
         table.create(connection)
 
 
+_M002_USAGE_COLUMNS = (
+    "request_id",
+    "tenant_id",
+    "at_s",
+    "grid_hour_s",
+    "kind",
+    "region",
+    "origin",
+    "tier",
+    "items",
+    "kwh",
+    "gco2",
+    "usd",
+    "earned_usd",
+    "moved",
+    "degraded",
+)
+
+
 def _m002_usage(connection: sa.Connection) -> None:
-    usage.create(connection)
+    # The table as it was released in step 2; step 3 adds the columns after it (steps never change once released).
+    columns = [column._copy() for column in usage.columns if column.name in _M002_USAGE_COLUMNS]
+    sa.Table(usage.name, sa.MetaData(), *columns, sa.Index("usage_tenant_at", "tenant_id", "at_s")).create(connection)
+
+
+def _add_column(connection: sa.Connection, table: sa.Table, column: sa.Column[object]) -> None:
+    """ALTER TABLE ... ADD COLUMN, spelled by the database's own dialect (SQLite and PostgreSQL alike)."""
+    spec = sa.schema.CreateColumn(column).compile(dialect=connection.dialect)
+    connection.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {spec}"))
+
+
+def _m003_job_usage(connection: sa.Connection) -> None:
+    for name in ("deferred", "job_hours"):
+        _add_column(connection, usage, usage.c[name])
 
 
 MIGRATIONS: tuple[tuple[str, Callable[[sa.Connection], None]], ...] = (
     ("tenants and api keys", _m001_tenants_and_keys),
     ("usage", _m002_usage),
+    ("usage of jobs and deferrals", _m003_job_usage),
 )
 """Schema steps in order; step i is version i + 1."""
 

@@ -77,6 +77,8 @@ class UsageRecord:
     earned_usd: float
     moved: bool
     degraded: bool
+    deferred: bool = False  # inference: held in the deferral queue; jobs: paused by the grid
+    job_hours: float = 0.0  # jobs: full-size-equivalent hours run (inference: 0)
 
 
 def database_url(config: TenantsConfig) -> str:
@@ -285,8 +287,8 @@ class TenantStore:
 
 
 def usage_totals(records: Iterable[UsageRecord]) -> dict[str, dict[str, Any]]:
-    """Per tenant: requests, items, kWh, gCO2, USD charged, USD flexibility earned, and how many were moved or
-    degraded."""
+    """Per tenant: requests (calls and jobs), items (embedded items, job rows or steps), job-hours, kWh, gCO2, USD
+    charged, USD flexibility earned, and how many were moved, degraded or deferred."""
     totals: dict[str, dict[str, Any]] = {}
     for record in records:
         entry = totals.setdefault(
@@ -300,6 +302,8 @@ def usage_totals(records: Iterable[UsageRecord]) -> dict[str, dict[str, Any]]:
                 "earned_usd": 0.0,
                 "moved": 0,
                 "degraded": 0,
+                "deferred": 0,
+                "job_hours": 0.0,
             },
         )
         entry["requests"] += 1
@@ -310,4 +314,6 @@ def usage_totals(records: Iterable[UsageRecord]) -> dict[str, dict[str, Any]]:
         entry["earned_usd"] += record.earned_usd
         entry["moved"] += int(record.moved)
         entry["degraded"] += int(record.degraded)
+        entry["deferred"] += int(record.deferred)
+        entry["job_hours"] += record.job_hours
     return totals

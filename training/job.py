@@ -39,6 +39,7 @@ def failed(spec: TrainingJobSpec, error: BaseException) -> TrainingProgress:
         max_workers=spec.workers,
         threads_per_worker=spec.threads_per_worker,
         reason=f"{type(error).__name__}: {error}",
+        tenant_id=spec.tenant_id,
     )
 
 

@@ -150,6 +150,7 @@ class _Progress:
             checkpointing=self.checkpointing,
             reason=reason,
             resume_at_s=resume_at_s,
+            tenant_id=spec.tenant_id,
         )
         if self.on_report is not None:
             self.on_report(current)

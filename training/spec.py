@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, PositiveFloat, Pos
 
 from fleet.base import UtcDatetime
 from fleet.errors import GridshiftError
-from policies.training_gate import FLEX_TIER_SLOWDOWN
+from fleet.tenants import MAX_TIER
 
 TRAINER_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 
@@ -46,8 +46,10 @@ class TrainingJobSpec(BaseModel):
     flex_tier: int = Field(
         1,
         ge=0,
-        le=len(FLEX_TIER_SLOWDOWN) - 1,
-        description="Slowdown the job accepts: 0 never shifted or slowed, 1 up to 10 %, 2 up to 25 %, 3 up to 50 %.",
+        le=MAX_TIER,
+        description="Flexibility tier (docs/tenants.md): 0 never paused or slowed by the grid; 1 up to 10 % slower; "
+        "2 up to 25 %; 3 up to 50 % and paused until its deadline. Submitted with a tenant key and not given: the "
+        "key's default tier.",
     )
     workers: PositiveInt = Field(2, le=1024, description="Ray Train workers at full size (the grid may run fewer).")
     threads_per_worker: PositiveInt = Field(1, le=256, description="torch threads per worker at full size.")
@@ -66,6 +68,9 @@ class TrainingJobSpec(BaseModel):
         "e.g. NFS, on a cluster) or a URI pyarrow has a filesystem for (s3://, gs://).",
     )
     step_s: PositiveFloat = Field(0.05, description="Initial estimate of wall seconds per step, until measured.")
+    tenant_id: str | None = Field(
+        None, max_length=32, description="Set by the gateway from the submitting tenant key; not sent by clients."
+    )
 
 
 def new_job_id() -> str:

@@ -28,6 +28,8 @@ class RayJobState:
     status: str  # PENDING | RUNNING | STOPPED | SUCCEEDED | FAILED
     message: str
     region: str
+    tenant_id: str | None = None  # the submitting tenant, from the job's metadata
+    flex_tier: str | None = None  # as the metadata holds it (strings only)
 
 
 def _client(address: str | None) -> Any:
@@ -86,7 +88,13 @@ def submit_job(
             entrypoint=f"{_python_for(address)} -m training.job",
             submission_id=spec.job_id,
             runtime_env=runtime_env,
-            metadata={"gridshift": JOB_KIND, "region": spec.region, "trainer": spec.trainer},
+            metadata={
+                "gridshift": JOB_KIND,
+                "region": spec.region,
+                "trainer": spec.trainer,
+                "flex_tier": str(spec.flex_tier),
+                **({"tenant_id": spec.tenant_id} if spec.tenant_id is not None else {}),
+            },
             entrypoint_num_cpus=0,
             entrypoint_resources=dict(placement.get("resources", {})) or None,
             entrypoint_label_selector=dict(placement.get("label_selector", {})) or None,
@@ -104,6 +112,8 @@ def ray_jobs(address: str | None = None) -> list[RayJobState]:
             str(info.status),
             str(info.message or ""),
             str((info.metadata or {}).get("region", "?")),
+            (info.metadata or {}).get("tenant_id"),
+            (info.metadata or {}).get("flex_tier"),
         )
         for info in _client(address).list_jobs()
         if (info.metadata or {}).get("gridshift") == JOB_KIND and info.submission_id
@@ -135,6 +145,9 @@ def merged_statuses(reported: list[dict[str, object]], ray: list[RayJobState]) -
                     "region": job.region,
                     "state": _RAY_STATES.get(job.status, job.status.lower()),
                     "reason": job.message,
+                    "tenant_id": job.tenant_id,
+                    "flex_tier": int(job.flex_tier) if job.flex_tier and job.flex_tier.isdigit() else None,
+                    "effects": [],
                     "ray_status": job.status,
                 }
             )

@@ -15,6 +15,9 @@ T = TypeVar("T")
 CONTROL_ACTOR_NAME = "gridshift-control"
 POLICY_ACTOR_NAME = "gridshift-policy"
 OPENADR_ACTOR_NAME = "gridshift-openadr"
+RATE_LIMIT_ACTOR_NAME = "gridshift-rate-limits"
+FLEET_ACTOR_NAMES = (CONTROL_ACTOR_NAME, POLICY_ACTOR_NAME, OPENADR_ACTOR_NAME, RATE_LIMIT_ACTOR_NAME)
+"""Every long-lived actor of a fleet: what `gridshift down` removes."""
 
 
 def get_or_create_fleet_actor(actor_class: type[T], name: str, fleet: FleetConfig) -> ActorHandle[T]:

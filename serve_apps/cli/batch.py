@@ -184,6 +184,14 @@ def _bar(done: int, total: int, width: int = 24) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
+def _tier_line(job: dict[str, Any]) -> list[str]:
+    """Whose job, at which flexibility tier, and what the grid did to it (docs/tenants.md#flexibility-tiers)."""
+    if job.get("flex_tier") is None and not job.get("tenant_id"):
+        return []
+    did = ", ".join(job.get("effects") or []) or "nothing"
+    return [f"  tier {job.get('flex_tier', '-')}  tenant {job.get('tenant_id') or '-'}  the grid: {did}"]
+
+
 def _status_lines(job: dict[str, Any]) -> list[str]:
     lines = [
         f"{job['job_id']}  {job['state']:<8} {_bar(job['rows_done'], job['rows_total'])} "
@@ -191,6 +199,7 @@ def _status_lines(job: dict[str, Any]) -> list[str]:
     ]
     if job["reason"]:
         lines.append(f"  why: {job['reason']}")
+    lines += _tier_line(job)
     if job["state"] == "paused" and job["expected_resume"]:
         lines.append(f"  expected resume: {job['expected_resume']}")
     if job.get("deadline"):

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 from simulate.curtailment_data import STUDY_ZONES
+from simulate.fleet_fit import FleetFit
+from simulate.mix import parse_mix
 from simulate.plots import study_report
 from simulate.study import DEFAULT_RATES_PCT, parse_rates, parse_years, run_study
 
@@ -15,7 +17,9 @@ DEFAULT_FOLDER = Path(__file__).resolve().parents[2].parent / "shared" / "data" 
 
 def cmd_curtailment(args: argparse.Namespace) -> int:
     zones = tuple(z.strip() for z in args.zones.split(",") if z.strip()) if args.zones else STUDY_ZONES
-    study = run_study(Path(args.data), zones, parse_rates(args.rates), parse_years(args.years))
+    # Parsed before any data is read, so a bad mix is refused at once.
+    fit = None if args.fleet_mix is None else FleetFit(parse_mix(args.fleet_mix), seed=args.seed)
+    study = run_study(Path(args.data), zones, parse_rates(args.rates), parse_years(args.years), fit)
     body = study.to_dict()
     if args.report:
         page = study_report(Path(args.report), body)
@@ -34,6 +38,24 @@ def cmd_curtailment(args: argparse.Namespace) -> int:
     print(f"{'total':<6} " + " ".join(f"{study.total_mw(r) / 1000:>9.2f}" for r in rates))
     for key, row in body["published_comparison"].items():  # type: ignore[attr-defined]
         print(f"  {key} %: ours {row['ours_gw']} GW, published {row['published_gw']} GW ({row['difference_pct']:+} %)")
+    if study.mix_label is not None:
+        print(f"fleet mix {study.mix_label}: the rate it delivers (0 SLO misses, 0 missed deadlines, draw within room)")
+        for zone in study.zones:
+            if zone.fit is None:
+                continue
+            last = zone.fit.rates[-1]
+            rate = "none" if zone.fit.deliverable_rate_pct is None else f"{zone.fit.deliverable_rate_pct:g} %"
+            why = (
+                ""
+                if last.deliverable
+                else (
+                    f"  ({last.rate_pct:g} %: {last.unmet_hours} h over the room, first {last.first_unmet_at}; "
+                    f"needed {last.deepest_shed_share:.0%} shed, best {last.best_shed_share:.0%}; "
+                    f"{last.realtime_slo_miss_hours} SLO-miss h, {last.missed_deadlines} missed deadlines)"
+                )
+            )
+            print(f"  {zone.zone:<6} {rate:>7}  {zone.fit.absorbable_mw / 1000:>7.2f} GW{why}")
+        print(f"  total absorbable: {study.absorbable_mw() / 1000:.2f} GW")
     return 0
 
 
@@ -48,4 +70,9 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     curtailment.add_argument("--data", default=str(DEFAULT_FOLDER), help="the eia930/demand_2015_2024 folder")
     curtailment.add_argument("--json", action="store_true", help="stable JSON (gridshift.curtailment_study/v1)")
     curtailment.add_argument("--report", help="write the plot, the JSON and index.html to this folder")
+    curtailment.add_argument(
+        "--fleet-mix",
+        help="realtime=..,tolerant=..,batch=..,training=..: which rate new AI load of this mix delivers (simulated)",
+    )
+    curtailment.add_argument("--seed", type=int, default=0, help="job draws of the --fleet-mix simulation")
     curtailment.set_defaults(func=cmd_curtailment)

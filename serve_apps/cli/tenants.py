@@ -105,7 +105,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
         store.close()
     if args.csv:
         fields = ["request_id", "tenant_id", "at", "grid_hour", "kind", "region", "origin", "tier", "items", "kwh"]
-        fields += ["gco2", "usd", "earned_usd", "moved", "degraded"]
+        fields += ["gco2", "usd", "earned_usd", "moved", "degraded", "deferred", "job_hours"]
         writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for record in records:
@@ -119,13 +119,14 @@ def cmd_usage(args: argparse.Namespace) -> int:
         print(json.dumps({"schema": "gridshift.usage/v1", "totals": totals}, indent=2))
         return 0
     print(
-        f"{'tenant':<24} {'requests':>9} {'items':>9} {'kWh':>9} {'gCO2':>10} {'USD':>10} {'earned':>9} moved degraded"
+        f"{'tenant':<24} {'requests':>9} {'items':>9} {'job-h':>8} {'kWh':>9} {'gCO2':>10} {'USD':>10} {'earned':>9} "
+        "moved degraded deferred"
     )
     for tenant_id, entry in sorted(totals.items()):
         print(
-            f"{names.get(tenant_id, tenant_id):<24} {entry['requests']:>9} {entry['items']:>9} {entry['kwh']:>9.4f} "
-            f"{entry['gco2']:>10.1f} {entry['usd']:>10.4f} {entry['earned_usd']:>9.4f} {entry['moved']:>5} "
-            f"{entry['degraded']:>8}"
+            f"{names.get(tenant_id, tenant_id):<24} {entry['requests']:>9} {entry['items']:>9} "
+            f"{entry['job_hours']:>8.3f} {entry['kwh']:>9.4f} {entry['gco2']:>10.1f} {entry['usd']:>10.4f} "
+            f"{entry['earned_usd']:>9.4f} {entry['moved']:>5} {entry['degraded']:>8} {entry['deferred']:>8}"
         )
     return 0
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from fleet.errors import GridshiftError
 from fleet.loaders import load_fleet
-from serve_apps.cli.batch import _admin_token, _bar
+from serve_apps.cli.batch import _admin_token, _bar, _tier_line
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -121,6 +121,7 @@ def _status_lines(job: dict[str, Any]) -> list[str]:
     ]
     if job.get("reason"):
         lines.append(f"  why: {job['reason']}")
+    lines += _tier_line(job)
     if job["state"] == "paused" and job.get("expected_resume"):
         lines.append(f"  expected resume: {job['expected_resume']}")
     if job.get("deadline"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,8 @@ def integration_fleet() -> FleetConfig:
     data["signal_source"].update(start=PEAK, speedup=1.0)
     data["gateway"].update(port=PORT, wan_emulation=False, state_refresh_s=0.1, probe_interval_s=0.5)
     data["policy"].update(period_s=0.5, min_dwell_s=2.0, fallback_after_s=5.0)
+    # Tenants the tests create live in a throwaway database, never in the user's ~/.gridshift.
+    data["tenants"]["database_url"] = f"sqlite:///{tempfile.mkdtemp(prefix='gridshift-tenants-')}/tenants.db"
     return parse_fleet(data, source="integration fleet")
 
 

@@ -111,3 +111,49 @@ def test_overload_in_an_emergency_never_spills_and_never_fails_slowly(
     # proxy and the gateway's ingress queue dominate it at this load.
     events = httpx.get(f"{deployed.url}/v1/admin/events", headers={"Authorization": f"Bearer {deployed.admin_token}"})
     assert events.json()["events"] == []
+
+
+def test_two_tenants_at_different_tiers_through_a_dr_event_and_their_usage_reconciles(
+    deployed: Deployed, tmp_path: Path
+) -> None:
+    # 45 s of load from us-west-2: a level-3 event there from 15 s to 30 s (docs/loadtests.md#tenants).
+    done = _run_smoke(tmp_path, "--url", deployed.url, token=deployed.admin_token, scenario="tenants")
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["violations"]["total"] == 0
+    tenants = {name.split("-")[1]: tenant for name, tenant in summary["tenants"].items()}
+    assert tenants["firm"]["moved"] == tenants["firm"]["degraded"] == 0
+    assert tenants["flex"]["moved"] + tenants["flex"]["degraded"] > 0
+    assert tenants["limited"]["status"].get("429", 0) > 0
+    assert not [s for t in tenants.values() for s in t["status"] if s.startswith("5")]
+    for tenant in tenants.values():
+        assert tenant["usage"]["recorded"] == tenant["usage"]["answered"] > 0
+
+
+def test_the_rate_limit_holds_across_replicas_through_the_actor(deployed: Deployed) -> None:
+    import asyncio
+    import time
+
+    from policies.actors.rate_limit import rate_limit_client
+    from policies.rate_lease import TenantRates
+    from serve_apps.tenant_limits import ClusterRateLimits
+
+    client = rate_limit_client(deployed.fleet)
+    replicas = [ClusterRateLimits(lambda: client, 0.1, 1.0, 2) for _ in range(2)]
+    rates = TenantRates(requests_per_s=20.0, items_per_s=1e6, max_items_per_call=64)
+    tenant = f"t-{time.time_ns()}"
+
+    async def offer(seconds: float) -> int:
+        admitted, deadline = 0, time.monotonic() + seconds
+        while time.monotonic() < deadline:  # each replica offered as fast as it answers: far above the limit
+            for limits in replicas:
+                admitted += await limits.admit(tenant, rates, 1) == 0.0
+            await asyncio.sleep(0.002)
+        return admitted
+
+    started = time.monotonic()
+    admitted = asyncio.run(offer(3.0))
+    span = time.monotonic() - started
+    bound = 20.0 * span + 20.0 + 2 * max(1.0, 20.0 * 0.1)  # docs/tenants.md#rate-limits
+    assert admitted <= bound
+    assert admitted >= 20.0 * 3.0 * 0.8  # the limit, not a fraction of it

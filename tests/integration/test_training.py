@@ -1,4 +1,4 @@
-"""Training jobs on real Ray Train (shared Ray): a tier-0 job runs through a DR event at full size; a tier-2 job
+"""Training jobs on real Ray Train (shared Ray): a tier-0 job runs through a DR event at full size; a tier-3 job
 pauses on a DR event, resumes after it clears, and ends with the uninterrupted run's model; kill -9 of the driver
 resumes from the last committed checkpoint; a loop that never checkpoints cannot be paused; a job submitted over HTTP
 as a Ray Job shows paused during a DR event and finishes."""
@@ -50,7 +50,7 @@ def _spec(tmp_path: Path, job_id: str, **overrides: object) -> TrainingJobSpec:
         "config": {"seed": 7, "hidden": 128},
         "deadline": "2022-09-08T00:00:00Z",
         "region": "us-west-1",
-        "flex_tier": 2,
+        "flex_tier": 3,  # only tier 3 may be paused by the grid (policies/tiers.py)
         "workers": 2,
         "checkpoint_every_s": 2.0,
         "storage_path": str(tmp_path / "checkpoints"),

@@ -531,7 +531,8 @@ def test_runner_refuses_bad_arguments_with_status_2(
 def test_locustfile_and_runner_never_import_ray() -> None:
     # Ray imported before locust's gevent patching breaks gevent: the locust side must stay Ray-free.
     code = (
-        "import locust, sys, loadtests.locustfile, loadtests.run, loadtests.fake_gateway; "
+        "import locust, sys, loadtests.locustfile, loadtests.tenant_locustfile, loadtests.run, "
+        "loadtests.fake_gateway; "
         "sys.exit(1 if [m for m in sys.modules if m == 'ray' or m.startswith('ray.')] else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=120).returncode == 0

@@ -12,9 +12,10 @@ from fleet.serving import Precision
 from fleet.times import utc_now_from
 from grid.trace import load_trace, packaged_trace
 from policies.calibration import load_calibration
+from policies.ladder import batch_policy_for_step, knobs_for_step, rung_settings
 from serve_apps.cli import main
 from simulate.arrivals import packaged_arrival_shape, shape_from_azure_trace
-from simulate.fast import PrecomputedReader, cached
+from simulate.fast import PrecomputedReader
 from simulate.inputs import check_window, load_events, load_inputs
 from simulate.mix import SimulationInputError, parse_levers, parse_mix
 
@@ -59,12 +60,28 @@ def test_precomputed_quantiles_equal_the_traces():
         assert fast.trailing_quantile(*args) == plain.trailing_quantile(*args)
 
 
-def test_cached_calibration_is_the_calibration():
-    plain = load_calibration()
-    fast = cached(plain)
+def test_remembered_costs_are_the_interpolated_ones():
+    calibration, fresh = load_calibration(), load_calibration()
     for precision in Precision:
         for size in (1.0, 3.5, 8.0, 64.0):
-            assert fast.cpu_ms_per_item(precision, size) == plain.cpu_ms_per_item(precision, size)
+            first = calibration.cpu_ms_per_item(precision, size)
+            assert first == calibration.cpu_ms_per_item(precision, size) == fresh._interpolated_cpu_ms(precision, size)
+    for floor in (0.95, 0.99, 0.999):
+        assert calibration.cheapest_meeting(floor, 8) == calibration.cheapest_meeting(floor, 8)
+    # An updated copy does not inherit the memo of what it was copied from.
+    cheaper = calibration.model_copy(
+        update={"results": tuple(p.model_copy(update={"cpu_ms_per_item": 1.0}) for p in calibration.results)}
+    )
+    assert cheaper.cpu_ms_per_item(Precision.FP32, 8.0) == 1.0
+
+
+def test_rung_settings_are_the_rungs_knobs():
+    fleet, calibration = load_fleet(None), load_calibration()
+    for step in fleet.policy.steps:
+        knobs, batch = rung_settings(step, fleet.serving.knobs, fleet.policy, calibration)
+        assert knobs == knobs_for_step(step, fleet.serving.knobs, fleet.policy, calibration)
+        assert batch == batch_policy_for_step(step, fleet.serving.knobs, fleet.policy, calibration)
+        assert rung_settings(step, fleet.serving.knobs, fleet.policy, calibration)[0] is knobs
 
 
 def test_packaged_arrival_shape_is_the_shared_trace(shared_data):

@@ -106,7 +106,11 @@ class FakeLauncher:
         self.launched.append(spec)
 
     async def ray_jobs(self) -> list[RayJobState]:
-        return [RayJobState(spec.job_id, "PENDING", "", spec.region) for spec in self.launched]
+        # As the Jobs API's metadata holds them (strings): whose job, at which tier.
+        return [
+            RayJobState(spec.job_id, "PENDING", "", spec.region, spec.tenant_id, str(spec.flex_tier))
+            for spec in self.launched
+        ]
 
 
 @pytest.fixture
@@ -128,7 +132,16 @@ def test_training_jobs_over_http(api: tuple[TestClient, FakeLauncher, ControlPla
     assert [spec.job_id for spec in launcher.launched] == ["digits-1"]
     listed = client.get("/v1/training/jobs").json()["jobs"]
     assert listed == [
-        {"job_id": "digits-1", "region": "us-west-1", "state": "pending", "reason": "", "ray_status": "PENDING"}
+        {
+            "job_id": "digits-1",
+            "region": "us-west-1",
+            "state": "pending",
+            "reason": "",
+            "tenant_id": None,
+            "flex_tier": 1,
+            "effects": [],
+            "ray_status": "PENDING",
+        }
     ]
 
     bad = client.post("/v1/training/jobs", json=spec_data(tmp_path, flex_tier=9), headers=ADMIN)

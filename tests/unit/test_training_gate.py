@@ -17,14 +17,13 @@ from grid.context import FleetContext, load_context
 from policies.batch_gate import PlanVerdict
 from policies.control import ControlPlane
 from policies.power import TrainingLoad
+from policies.tiers import max_slowdown
 from policies.training_gate import (
-    FLEX_TIER_SLOWDOWN,
     TrainingAnswer,
     TrainingProgress,
     TrainingShape,
     deadline_problem,
     decide_training,
-    max_slowdown,
     shrink,
 )
 from training.book import Boundary, Command, RunBook
@@ -44,7 +43,7 @@ def progress(**overrides: object) -> TrainingProgress:
         region="us-west-1",
         signal="carbon",
         deadline_s=SEPT_6_NOON_S + 3 * 86_400,
-        flex_tier=2,
+        flex_tier=3,
         state="running",
         steps_done=0,
         steps_total=1000,
@@ -58,6 +57,7 @@ def progress(**overrides: object) -> TrainingProgress:
 
 
 RUN = PlanVerdict(True, False, "in a planned window", None)
+WAIT = PlanVerdict(False, False, "waiting for its planned window", SEPT_6_NOON_S + 3600)
 
 
 @given(
@@ -74,9 +74,9 @@ def test_shrink_never_slows_past_the_tier_and_never_grows(
     assert 1 <= shape.workers <= workers
     assert 1 <= shape.threads_per_worker <= threads
     # Capacity kept is at least what the tier requires, so (speed at most proportional) slowdown <= tolerance.
-    assert shape.threads >= full.threads * (1 - FLEX_TIER_SLOWDOWN[tier]) - 1e-9
+    assert shape.threads >= full.threads * (1 - max_slowdown(tier)) - 1e-9
     # And no more than the ladder's share asks for, up to one worker's worth of rounding.
-    wanted = max(fraction, 1 - FLEX_TIER_SLOWDOWN[tier]) * full.threads
+    wanted = max(fraction, 1 - max_slowdown(tier)) * full.threads
     assert shape.threads < wanted + threads + shape.workers
 
 
@@ -106,8 +106,8 @@ def decide(job: TrainingProgress, **overrides: object) -> TrainingAnswer:
     return decide_training(**arguments)  # type: ignore[arg-type]
 
 
-def test_stress_pauses_a_flexible_job_but_never_a_tier_0_one() -> None:
-    paused = decide(progress(flex_tier=1), stress_level=2)
+def test_stress_pauses_a_deferrable_job_but_never_a_tier_0_one() -> None:
+    paused = decide(progress(flex_tier=3), stress_level=2)
     assert not paused.run
     assert "grid stress 2" in paused.reason
     tier0 = decide(progress(flex_tier=0), stress_level=3, workers_fraction=0.25, policy_pause="rung 3 pauses jobs")
@@ -116,6 +116,19 @@ def test_stress_pauses_a_flexible_job_but_never_a_tier_0_one() -> None:
     assert "tier 0" in tier0.reason
     # An operator's pause holds even for tier 0: the operator owns it.
     assert not decide(progress(flex_tier=0), manual_pause=True).run
+
+
+@pytest.mark.parametrize(("tier", "floor"), [(1, TrainingShape(4, 2)), (2, TrainingShape(3, 2))])
+def test_tiers_1_and_2_are_never_paused_by_the_grid_but_run_at_their_floor(tier: int, floor: TrainingShape) -> None:
+    # Where the grid would pause a deferrable job (stress, the policy's pause rung, the plan), tiers 1 and 2 run on,
+    # shrunk to their floor (90 %, 75 % of 8 threads), as the one tier table says (policies/tiers.py).
+    for grid in ({"stress_level": 2}, {"policy_pause": "rung 3 pauses jobs"}, {"verdict": WAIT}):
+        answer = decide(progress(flex_tier=tier), **grid)
+        assert answer.run, grid
+        assert answer.shape == floor
+        assert f"flex tier {tier}: never deferred" in answer.reason
+    # An operator still may.
+    assert not decide(progress(flex_tier=tier), manual_pause=True).run
 
 
 def test_below_the_pause_rung_a_job_runs_smaller_within_its_tier() -> None:
