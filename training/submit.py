@@ -1,64 +1,22 @@
-"""Submitting training jobs as Ray Jobs: through Ray's Job Submission API (the dashboard's address), so each job shows
-in the Ray dashboard's Jobs tab and in `ray job logs`, with the trainer's code and requirements in its runtime
-environment. The driver is light (num_cpus 0); Ray Train's workers take the CPUs."""
+"""Submitting training jobs as Ray Jobs (rayjobs.submission), so each shows in the Ray dashboard's Jobs tab and in
+`ray job logs`, with the trainer's code and requirements in its runtime environment. The driver is light (num_cpus
+0); Ray Train's workers take the CPUs."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlparse
 
 from fleet.config import FleetConfig
-from router.placement import ClusterNode, nodes_from_ray, region_placement
+from rayjobs import submission
+from rayjobs.submission import RayJobState, cluster_nodes
+from router.placement import ClusterNode
 from training.job import FLEET_ENV, SPEC_ENV
 from training.spec import TrainingJobSpec, TrainingSpecError
 
+__all__ = ["JOB_KIND", "RayJobState", "cluster_nodes", "merged_statuses", "ray_jobs", "submit_job"]
+
 JOB_KIND = "gridshift-training"
 """The `gridshift` metadata value of a training job's Ray Job (what `gridshift train status` lists)."""
-WORKING_DIR_EXCLUDES = [".git", ".venv", "results", "__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache"]
-
-
-@dataclass(frozen=True)
-class RayJobState:
-    """A training job's Ray Job as the Jobs API reports it."""
-
-    submission_id: str
-    status: str  # PENDING | RUNNING | STOPPED | SUCCEEDED | FAILED
-    message: str
-    region: str
-    tenant_id: str | None = None  # the submitting tenant, from the job's metadata
-    flex_tier: str | None = None  # as the metadata holds it (strings only)
-
-
-def _client(address: str | None) -> Any:
-    # The same address rules as batch.submit (a sibling room, so not imported from there).
-    import ray
-    from ray.dashboard.utils import ray_address_to_api_server_url
-    from ray.job_submission import JobSubmissionClient
-
-    try:
-        if address is None and ray.is_initialized():
-            address = ray_address_to_api_server_url(ray.get_runtime_context().gcs_address)
-        return JobSubmissionClient(address)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        where = address or "the Ray cluster on this machine"
-        raise TrainingSpecError(
-            f"address: no Ray Jobs API answers at {where} ({error}); is the cluster up, its dashboard on?"
-        ) from None
-
-
-def _python_for(address: str | None) -> str:
-    # A cluster on this machine runs this interpreter; a remote one, whatever `python` is on its head node.
-    host = "127.0.0.1" if address is None else urlparse(address).hostname or ""
-    return sys.executable if host in ("127.0.0.1", "localhost", "::1") else "python"
-
-
-def cluster_nodes() -> list[ClusterNode]:
-    import ray
-
-    return nodes_from_ray(ray.nodes()) if ray.is_initialized() else []  # type: ignore[no-untyped-call]
 
 
 def submit_job(
@@ -73,82 +31,29 @@ def submit_job(
     """Submit the job; returns its Ray Job submission id (the job id). `address`: the Jobs API (the dashboard's
     URL; None: the cluster this process is in, or the one on this machine). The driver is placed on a node of the
     job's region when the cluster has one."""
-    runtime_env: dict[str, Any] = {
-        "env_vars": {SPEC_ENV: spec.model_dump_json(), FLEET_ENV: fleet.model_dump_json()},
-    }
-    if working_dir is not None:
-        runtime_env["working_dir"] = working_dir
-        runtime_env["excludes"] = WORKING_DIR_EXCLUDES
-    if requirements is not None:
-        runtime_env["pip"] = requirements if isinstance(requirements, str) else list(requirements)
-    placement = region_placement(fleet.region(spec.region), fleet.serving.region_pinning, nodes)
-    client = _client(address)
-    try:
-        submission_id: str = client.submit_job(
-            entrypoint=f"{_python_for(address)} -m training.job",
-            submission_id=spec.job_id,
-            runtime_env=runtime_env,
-            metadata={
-                "gridshift": JOB_KIND,
-                "region": spec.region,
-                "trainer": spec.trainer,
-                "flex_tier": str(spec.flex_tier),
-                **({"tenant_id": spec.tenant_id} if spec.tenant_id is not None else {}),
-            },
-            entrypoint_num_cpus=0,
-            entrypoint_resources=dict(placement.get("resources", {})) or None,
-            entrypoint_label_selector=dict(placement.get("label_selector", {})) or None,
-        )
-    except RuntimeError as error:
-        raise TrainingSpecError(f"job_id {spec.job_id!r}: the Ray Jobs API refused it: {error}") from None
-    return submission_id
+    job = submission.Submission(
+        job_id=spec.job_id,
+        region=spec.region,
+        entry_module="training.job",
+        env_vars={SPEC_ENV: spec.model_dump_json(), FLEET_ENV: fleet.model_dump_json()},
+        metadata={
+            "gridshift": JOB_KIND,
+            "region": spec.region,
+            "trainer": spec.trainer,
+            **submission.tenancy_metadata(spec.tenant_id, spec.flex_tier),
+        },
+    )
+    return submission.submit(
+        job, fleet, TrainingSpecError, address=address, working_dir=working_dir, requirements=requirements, nodes=nodes
+    )
 
 
 def ray_jobs(address: str | None = None) -> list[RayJobState]:
     """Every gridshift training job the cluster's Jobs API knows, with its Ray status."""
-    return [
-        RayJobState(
-            str(info.submission_id),
-            str(info.status),
-            str(info.message or ""),
-            str((info.metadata or {}).get("region", "?")),
-            (info.metadata or {}).get("tenant_id"),
-            (info.metadata or {}).get("flex_tier"),
-        )
-        for info in _client(address).list_jobs()
-        if (info.metadata or {}).get("gridshift") == JOB_KIND and info.submission_id
-    ]
-
-
-_RAY_STATES = {
-    "PENDING": "pending",
-    "RUNNING": "starting",
-    "STOPPED": "stopped",
-    "SUCCEEDED": "done",
-    "FAILED": "failed",
-}
+    return submission.list_jobs(JOB_KIND, TrainingSpecError, address)
 
 
 def merged_statuses(reported: list[dict[str, object]], ray: list[RayJobState]) -> list[dict[str, object]]:
-    """What operators see of training jobs: each job's own report to the control plane with its Ray Job's status,
-    and jobs the control plane has not heard from (starting, or failed before their first report) from Ray's."""
-    by_id = {job.submission_id: job for job in ray}
-    statuses = [
-        {**status, "ray_status": getattr(by_id.get(str(status["job_id"])), "status", None)} for status in reported
-    ]
-    known = {str(status["job_id"]) for status in reported}
-    for job in ray:
-        if job.submission_id not in known:
-            statuses.append(
-                {
-                    "job_id": job.submission_id,
-                    "region": job.region,
-                    "state": _RAY_STATES.get(job.status, job.status.lower()),
-                    "reason": job.message,
-                    "tenant_id": job.tenant_id,
-                    "flex_tier": int(job.flex_tier) if job.flex_tier and job.flex_tier.isdigit() else None,
-                    "effects": [],
-                    "ray_status": job.status,
-                }
-            )
-    return sorted(statuses, key=lambda status: str(status["job_id"]))
+    """What operators see of training jobs: each job's own report with its Ray Job's status, and jobs not heard
+    from."""
+    return submission.merged_statuses(reported, ray, {})

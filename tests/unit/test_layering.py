@@ -27,6 +27,7 @@ RANKS: Mapping[str, int] = {
     "openadr": 1,
     "router": 2,
     "policies": 3,
+    "rayjobs": 3,
     "batch": 4,
     "training": 4,
     "simulate": 4,

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import batch.submit
+import rayjobs.submission
 from batch.spec import BatchJobSpec
 from fleet.loaders import load_fleet
 from fleet.serving import RegionPinning, ServingConfig
@@ -168,7 +169,7 @@ class _RecordingJobsClient:
 
 def test_batch_jobs_are_submitted_to_run_on_their_regions_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = _RecordingJobsClient()
-    monkeypatch.setattr(batch.submit, "_client", lambda _address: recorder)
+    monkeypatch.setattr(rayjobs.submission, "jobs_client", lambda _address, _error: recorder)
     spec = BatchJobSpec.model_validate(
         {
             "job_id": "job-1",

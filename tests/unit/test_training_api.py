@@ -108,7 +108,7 @@ class FakeLauncher:
     async def ray_jobs(self) -> list[RayJobState]:
         # As the Jobs API's metadata holds them (strings): whose job, at which tier.
         return [
-            RayJobState(spec.job_id, "PENDING", "", spec.region, spec.tenant_id, str(spec.flex_tier))
+            RayJobState(spec.job_id, "PENDING", "", spec.region, tenant_id=spec.tenant_id, flex_tier=spec.flex_tier)
             for spec in self.launched
         ]
 
