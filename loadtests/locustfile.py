@@ -24,17 +24,8 @@ from locust.env import Environment
 from fleet.config import FleetConfig
 from fleet.loaders import load_fleet, load_rtt_matrix
 from loadtests.azure_trace import TraceRequest, load_trace_requests, schedule
-from loadtests.checker import (
-    Check,
-    ControlView,
-    Observation,
-    Outcome,
-    RoutingChecker,
-    StateHistory,
-    parse_attempts,
-    parse_version,
-    view_from_regions_body,
-)
+from loadtests.checker import Check, Observation, Outcome, RoutingChecker, parse_attempts, parse_version
+from loadtests.control_view import ControlView, StateHistory, view_from_regions_body
 from loadtests.locust_hooks import listens_to
 from loadtests.records import RequestRecord
 from loadtests.scenarios import LoadPlan, check_caps, check_loopback, users_at

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any, Literal, TypeVar
 
 from fastapi import Request
@@ -83,6 +84,12 @@ class EventRequest(BaseModel):
 
 
 Model = TypeVar("Model", bound=BaseModel)
+
+
+def require_region(region_names: Sequence[str], region: str) -> None:
+    """422 naming `region` when the fleet has no such region (an event or a job for it could never apply)."""
+    if region not in region_names:
+        raise ApiError(422, f"region: {region!r} is not in the fleet {list(region_names)}", param="region")
 
 
 def validated(model: type[Model], body: Any) -> Model:

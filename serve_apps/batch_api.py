@@ -16,7 +16,7 @@ from batch.spec import BatchJobSpec
 from batch.submit import merged_statuses
 from fleet.errors import GridshiftError
 from policies.control_api import ControlApi
-from serve_apps.api_schema import ApiError, read_json, validated
+from serve_apps.api_schema import ApiError, read_json, require_region, validated
 from serve_apps.gateway import GatewayCore
 from serve_apps.tenant_auth import Submitter, job_body, job_submitter
 
@@ -32,12 +32,6 @@ def batch_router(
     """The routes; `admin_only` is the app's admin dependency."""
     router = APIRouter()
 
-    def in_fleet(region: str) -> None:
-        if region not in core.fleet.region_names:
-            raise ApiError(
-                422, f"region: {region!r} is not in the fleet {list(core.fleet.region_names)}", param="region"
-            )
-
     @router.post(PATH, status_code=202)
     async def submit_job(raw: Request, who: Annotated[Submitter, Depends(job_submitter)]) -> dict[str, Any]:
         if core.batch_launcher is None:
@@ -46,7 +40,7 @@ def batch_router(
         if isinstance(body, dict) and "job_id" not in body:
             body = {**body, "job_id": uuid.uuid4().hex[:12]}
         job = validated(BatchJobSpec, body)
-        in_fleet(job.region)
+        require_region(core.fleet.region_names, job.region)
         try:
             await core.batch_launcher.launch(job)
         except GridshiftError as error:  # bad pipeline, unreadable input, unusable output

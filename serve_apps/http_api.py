@@ -5,22 +5,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from batch.spec import BatchJobSpec
-from fleet.errors import UnknownRegionError
-from fleet.events import DREvent
 from fleet.times import iso
 from grid.signal_health import status_to_dict
 from openadr.status import STATUS_PATH as OPENADR_STATUS_PATH
@@ -44,6 +39,7 @@ from serve_apps.batch_api import PATH as BATCH_PATH
 from serve_apps.batch_api import batch_router
 from serve_apps.console import mount_console
 from serve_apps.deferral import DeferralFull, DeferralQueue
+from serve_apps.events_api import events_router
 from serve_apps.gateway import GatewayCore, NoRegionAvailable, Readiness, RegionsFull, Served
 from serve_apps.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from serve_apps.metrics import exposition, region_staleness
@@ -129,14 +125,11 @@ def create_app(
             error_body(f"internal error ({type(error).__name__}); see the gateway's log", "server_error"), 500
         )
 
-    def in_fleet(region: str) -> None:
-        if region not in fleet.region_names:
-            raise ApiError(422, f"region: {region!r} is not in the fleet {list(fleet.region_names)}", param="region")
-
     admin = admin_dependency(admin_token_sha256)
     admin_only = [Depends(admin)]
     app.include_router(training_router(core, admin_only, training_launcher))  # /v1/training/jobs
     app.include_router(batch_router(core, admin_only))  # /v1/batch/jobs
+    app.include_router(events_router(core, admin_only))  # /v1/admin/events
 
     def parse_hints(
         workload_class: str | None, budget: str | None, origin: str | None
@@ -316,47 +309,6 @@ def create_app(
             "state_version": None if state is None else state.version,
             "regions_down": sorted(core.health.down),
         }
-
-    @app.get("/v1/admin/events", dependencies=admin_only)
-    async def list_events() -> dict[str, Any]:
-        events = await core.control.call(ControlApi.list_events)
-        return {"events": [event.model_dump(mode="json") for event in events]}
-
-    @app.post("/v1/admin/events", status_code=201, dependencies=admin_only)
-    async def post_event(raw: Request) -> dict[str, Any]:
-        body = await read_json(raw, max_bytes=16_384)
-        spec = validated(EventRequest, body)
-        in_fleet(spec.region)
-        # "Now" floored to the second: the control plane evaluates events at whole seconds, so an event that
-        # started at a fractional now would stay inactive until the next second.
-        start = spec.start or datetime.fromtimestamp(
-            math.floor(await core.control.call(ControlApi.clock_now_s)), tz=UTC
-        )
-        try:
-            event = DREvent(
-                region=spec.region,
-                level=spec.level,
-                power_limit_kw=spec.power_limit_kw,
-                start=start,
-                end=spec.end,
-                source=spec.source,
-            )
-        except ValidationError as error:
-            raise RequestValidationError(error.errors()) from None
-        try:
-            posted = await core.control.call(ControlApi.post_event, event)
-        except UnknownRegionError as error:
-            raise ApiError(422, str(error), param="region") from None
-        await core.refresh()  # route on it from this replica at once; others within one refresh period
-        return {"event": posted.model_dump(mode="json")}
-
-    @app.delete("/v1/admin/events/{event_id}", dependencies=admin_only)
-    async def clear_event(event_id: str) -> dict[str, Any]:
-        cleared = await core.control.call(ControlApi.clear_event, event_id)
-        if cleared is None:
-            raise ApiError(404, f"no event {event_id!r}", param="event_id")
-        await core.refresh()
-        return {"cleared": cleared.model_dump(mode="json")}
 
     mount_console(app, core)  # the operator console: /console and its read-only data endpoints
     mount_provider(app, core, tenancy, admin_token_sha256)  # prices, quotes, usage, tenants' admin API

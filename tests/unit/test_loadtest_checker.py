@@ -26,18 +26,8 @@ from fleet.config import FleetConfig
 from fleet.loaders import load_fleet, load_rtt_matrix
 from grid.context import FleetContext, load_context
 from loadtests import run as runner
-from loadtests.checker import (
-    ControlView,
-    FleetMismatchError,
-    Observation,
-    Outcome,
-    RoutingChecker,
-    Rule,
-    StateHistory,
-    parse_attempts,
-    parse_version,
-    view_from_regions_body,
-)
+from loadtests.checker import Observation, Outcome, RoutingChecker, Rule, parse_attempts, parse_version
+from loadtests.control_view import ControlView, FleetMismatchError, StateHistory, view_from_regions_body
 from loadtests.plot import Marker, nice_step, requests_per_region_png
 from loadtests.records import ActionRecord, Records, RequestRecord, read_records
 from loadtests.scenarios import ActionKind, LoadPlan, check_caps, check_loopback, users_at
