@@ -26,7 +26,11 @@ def require_utc(value: datetime) -> datetime:
     # A naive time is ambiguous across regions; the contract is UTC, so demand an explicit offset.
     if value.tzinfo is None:
         raise ValueError("time must carry a UTC offset, e.g. 2022-09-07T01:00:00Z")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00+00:01 is a valid time whose UTC moment falls before year 1: a bad value, not a crash.
+        raise ValueError(f"time {value.isoformat()} is out of range in UTC") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(require_utc)]

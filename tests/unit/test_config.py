@@ -106,6 +106,10 @@ def _expect_error(data: Any, *fragments: str) -> str:
         ),
         (lambda d: d.update(routing={"origin_margin": 2}), ["routing.origin_margin", "less than or equal to 1"]),
         (
+            lambda d: d["signal_source"].update(start="0001-01-01T00:00:00+00:01"),
+            ["signal_source.start", "out of range in UTC"],  # found by the HTTP fuzz test: it was a crash
+        ),
+        (
             lambda d: d["signal_source"].update(start="2022-09-05T00:00:00"),
             ["signal_source.start", "UTC offset"],
         ),
