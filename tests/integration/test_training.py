@@ -196,9 +196,11 @@ def test_a_loop_that_never_checkpoints_is_reported_and_cannot_be_paused(
             plane.training_report(progress)  # the hook runs before the gate records this report
             refusals.append(plane.pause_training(progress.job_id).reason)
 
+    # Long enough that the loop is asked for a checkpoint at least twice (the runner's evidence that it ignores them)
+    # even on a fast, idle machine: 600 steps could end before the second request.
     spec = _spec(tmp_path, "stubborn", trainer="example_pipelines.train_contract_violations:never_checkpoints",
-                 steps=600, checkpoint_every_s=0.5)  # fmt: skip
-    with pytest.raises(TrainerError, match=r"returned with 0 of 600 steps committed, unasked"):
+                 steps=3000, checkpoint_every_s=0.5)  # fmt: skip
+    with pytest.raises(TrainerError, match=r"returned with 0 of 3000 steps committed, unasked"):
         run_job(spec, PlaneControl(plane, operator))
     assert refusals, "the runner never reported that the trainer ignores checkpoint requests"
     assert "cannot pause" in refusals[0]
