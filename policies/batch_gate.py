@@ -151,6 +151,21 @@ def tier_bound(
     return TierBound(verdict, job_share(tier, fraction), may_degrade, held)
 
 
+def schedule_fields(
+    state: str, resume_at_s: float | None, finish_s: float | None, deadline_s: float
+) -> dict[str, object]:
+    """A job's expected resume and finish against its deadline, as batch and training status show them (control-clock
+    times in ISO 8601): on track when done, or when the expected finish is known and no later than the deadline."""
+    from fleet.times import iso
+
+    return {
+        "expected_resume": None if resume_at_s is None else iso(resume_at_s),
+        "expected_finish": None if finish_s is None else iso(finish_s),
+        "deadline": iso(deadline_s),
+        "on_track": state == "done" or (finish_s is not None and finish_s <= deadline_s),
+    }
+
+
 def job_status(
     progress: JobProgress, now_s: float, speedup: float, paused_by_operator: bool, effects: Iterable[str] = ()
 ) -> dict[str, object]:
@@ -159,7 +174,6 @@ def job_status(
     Times are on the control clock (trace time under replay). The expected finish assumes the job runs from
     its expected resume time (or now) at its measured throughput, without further pauses.
     """
-    from fleet.times import iso
 
     start_s = progress.resume_at_s if progress.state == "paused" and progress.resume_at_s else now_s
     left_s = progress.rows_left / progress.rows_per_second * speedup if progress.rows_per_second > 0 else None
@@ -173,10 +187,7 @@ def job_status(
         "rows_done": progress.rows_done,
         "rows_total": progress.rows_total,
         "rows_per_second": round(progress.rows_per_second, 3),
-        "expected_resume": None if progress.resume_at_s is None else iso(progress.resume_at_s),
-        "expected_finish": None if finish_s is None else iso(finish_s),
-        "deadline": iso(progress.deadline_s),
-        "on_track": progress.state == "done" or (finish_s is not None and finish_s <= progress.deadline_s),
+        **schedule_fields(progress.state, progress.resume_at_s, finish_s, progress.deadline_s),
         "signal": progress.signal,
         "tenant_id": progress.tenant_id,
         "flex_tier": progress.flex_tier,

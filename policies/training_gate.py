@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from policies.batch_gate import BatchKnobs, PlanVerdict, decide_gate, tier_bound
+from policies.batch_gate import BatchKnobs, PlanVerdict, decide_gate, schedule_fields, tier_bound
 from policies.tiers import job_share, max_slowdown
 
 
@@ -164,7 +164,6 @@ def training_status(
 ) -> dict[str, object]:
     """A training job's status for operators (CLI and HTTP): state, steps, size, and expected finish against the
     deadline, on the control clock, assuming it runs from its expected resume (or now) at full size."""
-    from fleet.times import iso
 
     start_s = progress.resume_at_s if progress.state == "paused" and progress.resume_at_s else now_s
     left_s = progress.work_left_wall_s * speedup
@@ -188,10 +187,7 @@ def training_status(
         "checkpoints": progress.checkpoints,
         "checkpointing": progress.checkpointing,
         "cpu_s_per_s": round(progress.cpu_s_per_s, 3),
-        "expected_resume": None if progress.resume_at_s is None else iso(progress.resume_at_s),
-        "expected_finish": None if finish_s is None else iso(finish_s),
-        "deadline": iso(progress.deadline_s),
-        "on_track": progress.state == "done" or (finish_s is not None and finish_s <= progress.deadline_s),
+        **schedule_fields(progress.state, progress.resume_at_s, finish_s, progress.deadline_s),
         "signal": progress.signal,
         "effects": sorted(effects),  # what the grid did to it under its tier: deferred, shrunk
     }
