@@ -10,7 +10,9 @@ trace's own (scaled) arrival times whatever the answers do. Capacity is the thro
 clients sending the same requests; the unloaded p99 comes from one client at a time. Per level: goodput, answers
 503 "overloaded" (admission: every region that may serve was full) with the time to that answer, other failures,
 p50/p99 of accepted requests, and tolerant requests served in a region under a grid emergency (stress 3) while a
-calm region was up. The last run posts a level-3 DR event on us-west-2 (the calm region tolerant work prefers) and
+calm region was up; and the p99 an ideal queue gives the same arrivals at the measured capacity (two cores, first
+come first served, no overhead: benchmarks.ideal_queue), the queueing the trace's bursts cause by themselves.
+The last run posts a level-3 DR event on us-west-2 (the calm region tolerant work prefers) and
 offers 2x capacity: nothing tolerant may then be served in us-west-1 or us-west-2.
 """
 
@@ -31,6 +33,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.gateway_paths import MODEL, SENTENCES, bench_fleet
+from benchmarks.ideal_queue import ideal_latencies_s, item_seconds, percentile
 from loadtests.azure_trace import TRACE_FILE, TraceRequest, load_trace_requests, schedule
 
 REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2")
@@ -39,6 +42,7 @@ EVENT_REGION = "us-west-2"
 REALTIME_SHARE = 0.3
 ADMIN_TOKEN = "bench-overload-admin-token-0123456789"
 PORT = 18400
+CLUSTER_CPUS = 2  # the local Ray cluster's CPUs, and so the ideal queue's cores
 
 
 class BenchError(RuntimeError):
@@ -54,6 +58,7 @@ class Answer:
     latency_s: float
     region: str
     overloaded: bool  # 503 from admission, with Retry-After
+    sentences: int
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,9 @@ class Level:
     reject_p50_ms: float | None
     reject_max_ms: float | None
     emergency_spill: int  # tolerant requests served under stress 3 (or the posted event)
+    ideal_p99_ms: float  # the same arrivals through an ideal queue at the measured capacity (benchmarks.ideal_queue)
+    served_by_region: dict[str, int]  # where the accepted requests were served
+    p99_by_region_ms: dict[str, float]
 
 
 def _request(rng: random.Random, sentences: int) -> tuple[dict[str, str], bytes, str, str]:
@@ -91,9 +99,9 @@ async def _send(session: aiohttp.ClientSession, url: str, rng: random.Random, se
             # A rejection must say when to come back; without Retry-After it counts as another failure.
             overloaded = response.status == 503 and b'"overloaded"' in text and "Retry-After" in response.headers
             region = response.headers.get("X-Gridshift-Region", "")
-            return Answer(time.perf_counter(), klass, origin, response.status, elapsed, region, overloaded)
+            return Answer(time.perf_counter(), klass, origin, response.status, elapsed, region, overloaded, sentences)
     except aiohttp.ClientError:  # no answer at all: a failure, counted as such
-        return Answer(time.perf_counter(), klass, origin, 0, time.perf_counter() - started, "", False)
+        return Answer(time.perf_counter(), klass, origin, 0, time.perf_counter() - started, "", False, sentences)
 
 
 async def closed_loop(url: str, requests: list[TraceRequest], clients: int, duration_s: float) -> list[Answer]:
@@ -128,10 +136,17 @@ async def open_loop(url: str, plan: list[TraceRequest], seed: int) -> list[Answe
 
 
 def summarize(
-    label: str, multiple: float, capacity: float, duration_s: float, answers: list[Answer], avoid: set[str]
+    label: str,
+    multiple: float,
+    capacity: float,
+    duration_s: float,
+    answers: list[Answer],
+    avoid: set[str],
+    ideal: list[float] | None = None,
 ) -> Level:
     """One level's figures. Goodput is over the time the answers took (sending window plus drain), so a backlog
-    served after the window is not counted as extra throughput."""
+    served after the window is not counted as extra throughput. `ideal`: the ideal queue's latencies (s) for the
+    level's arrivals."""
     accepted = [a for a in answers if a.status == 200]
     first_sent = min((a.done_s - a.latency_s for a in answers), default=0.0)
     served_over_s = max(duration_s, max((a.done_s for a in answers), default=0.0) - first_sent)
@@ -149,10 +164,15 @@ def summarize(
         overloaded=len(overloaded),
         other_failures=len(answers) - len(accepted) - len(overloaded),
         p50_ms=statistics.median(latencies),
-        p99_ms=latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        p99_ms=percentile(latencies, 0.99),
         reject_p50_ms=statistics.median(rejects) if rejects else None,
         reject_max_ms=max(rejects) if rejects else None,
         emergency_spill=spill,
+        ideal_p99_ms=percentile(ideal or [], 0.99) * 1000,
+        served_by_region={r: sum(a.region == r for a in accepted) for r in REGIONS},
+        p99_by_region_ms={
+            r: percentile([a.latency_s * 1000 for a in accepted if a.region == r], 0.99) for r in REGIONS
+        },
     )
 
 
@@ -172,21 +192,28 @@ async def measure(args: argparse.Namespace, base: str, requests: list[TraceReque
     unloaded = await closed_loop(url, requests, 1, args.probe_s)
     unloaded_p99 = summarize("unloaded", 0.0, 1.0, args.probe_s, unloaded, set()).p99_ms
     saturated = await closed_loop(url, requests, 32, args.probe_s)
-    capacity = sum(a.status == 200 for a in saturated) / args.probe_s
+    served = [a for a in saturated if a.status == 200]
+    capacity = len(served) / args.probe_s
     if capacity <= 0:
         raise BenchError("the fleet served nothing in the capacity probe")
+    item_s = item_seconds(capacity, statistics.mean(a.sentences for a in served), CLUSTER_CPUS)
+
+    def ideal(plan: list[TraceRequest]) -> list[float]:
+        return ideal_latencies_s([(r.at_s, r.sentences) for r in plan], item_s, CLUSTER_CPUS)
+
     levels = []
     for offset, multiple in enumerate(args.multiples):
         plan = schedule(requests, multiple * capacity, args.level_s, offset=offset * 997)
         answers = await open_loop(url, plan, seed=offset)
-        levels.append(summarize(f"{multiple:g}x", multiple, capacity, args.level_s, answers, {EMERGENCY}))
+        levels.append(summarize(f"{multiple:g}x", multiple, capacity, args.level_s, answers, {EMERGENCY}, ideal(plan)))
         await asyncio.sleep(args.settle_s)  # let queues drain so levels do not leak into each other
     event = await _admin(base, "POST", "/v1/admin/events", {"region": EVENT_REGION, "level": 3})
     try:
         await asyncio.sleep(1.0)  # every gateway replica refreshes its state within this
         plan = schedule(requests, 2.0 * capacity, args.level_s, offset=7919)
         answers = await open_loop(url, plan, seed=99)
-        levels.append(summarize("2x, level-3 event", 2.0, capacity, args.level_s, answers, {EMERGENCY, EVENT_REGION}))
+        avoid = {EMERGENCY, EVENT_REGION}
+        levels.append(summarize("2x, level-3 event", 2.0, capacity, args.level_s, answers, avoid, ideal(plan)))
     finally:
         await _admin(base, "DELETE", f"/v1/admin/events/{event['event']['event_id']}")
     return {"capacity_per_s": capacity, "unloaded_p99_ms": unloaded_p99, "levels": [asdict(level) for level in levels]}
@@ -201,7 +228,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     requests = load_trace_requests(Path(args.trace))
     fleet = bench_fleet(args.port)
     print("bench_overload: starting a local Ray cluster and deploying the fleet ...", file=sys.stderr, flush=True)
-    start_local_ray(2, dashboard=False)
+    start_local_ray(CLUSTER_CPUS, dashboard=False)
     try:
         get_or_create_control_actor(fleet)
         deploy(fleet, ADMIN_TOKEN, blocking_timeout_s=300)
@@ -224,8 +251,8 @@ def render(report: dict[str, Any]) -> str:
         f"{report['unloaded_p99_ms']:.0f} ms; {report['level_s']:g} s per level",
         "",
         "| offered | req/s | goodput/s | × capacity | accepted | 503 overloaded | reject p50 / max ms | other failures "
-        "| p50 ms | p99 ms | tolerant in emergency |",
-        "|--|--:|--:|--:|--:|--:|--|--:|--:|--:|--:|",
+        "| p50 ms | p99 ms | ideal-queue p99 ms | tolerant in emergency |",
+        "|--|--:|--:|--:|--:|--:|--|--:|--:|--:|--:|--:|",
     ]
     for level in report["levels"]:
         rejects = (
@@ -236,7 +263,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"| {level['label']} | {level['offered_per_s']:.1f} | {level['goodput_per_s']:.1f} | "
             f"{level['goodput_of_capacity']:.2f} | {level['accepted']} | {level['overloaded']} | {rejects} | "
-            f"{level['other_failures']} | {level['p50_ms']:.0f} | {level['p99_ms']:.0f} | {level['emergency_spill']} |"
+            f"{level['other_failures']} | {level['p50_ms']:.0f} | {level['p99_ms']:.0f} | "
+            f"{level['ideal_p99_ms']:.0f} | {level['emergency_spill']} |"
         )
     return "\n".join(lines)
 

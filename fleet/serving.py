@@ -82,6 +82,14 @@ class ServingConfig(StrictModel):
         0.25, gt=0.0, le=64.0, description="CPUs Ray reserves per regional replica (fractional on small hosts)."
     )
     torch_threads: PositiveInt = Field(1, le=64, description="Torch intra-op threads per replica.")
+    compute_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Nice value of each replica's model thread (0: none). Model passes then yield the CPU to the "
+        "request path (HTTP proxy, gateway, the replicas' own event loops) on a shared host, so admission and "
+        "rejection answer at once while the model keeps every idle cycle.",
+    )
     region_pinning: RegionPinning = Field(
         RegionPinning.AUTO,
         description="Keep each region's replicas and batch jobs on nodes declaring that region (docs/cluster.md): "

@@ -1,9 +1,11 @@
 """Admission per region (pure): how much work a gateway replica may have in flight at a region before the region is
-full, from the knobs in force; real-time work may use a reserve that tolerant work may not."""
+full, from the knobs in force; real-time work may use a reserve that tolerant work may not; and the order tolerant
+work tries its regions in, so it does not queue past its budget at one region while another calm one is free."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -19,11 +21,13 @@ class AdmissionBound:
         return self.running + self.queued
 
 
-def admission_bound(max_concurrency: int, replicas: int, gateway_replicas: int, queue_factor: float) -> AdmissionBound:
-    """The region's share for one gateway replica: its replicas run `max_concurrency` requests each (the knob the
-    policy lowers under stress), and may queue `queue_factor` times that; gateway replicas split both evenly (each
-    counts only its own requests). At least one request always runs, so a small region is never shut."""
-    running = max(1, math.ceil(max_concurrency * replicas / gateway_replicas))
+def admission_bound(work_slots: int, replicas: int, gateway_replicas: int, queue_factor: float) -> AdmissionBound:
+    """The region's share for one gateway replica: its replicas work on `work_slots` requests each (one batch, or
+    fewer where the concurrency knob caps it: the knobs the policy lowers under stress), and may queue `queue_factor`
+    times that; gateway replicas split both evenly (each counts only its own requests). At least one request always
+    runs, so a small region is never shut. Counting batches, not the concurrency cap, is what bounds the wait: an
+    admitted request waits at most about (1 + queue_factor) model passes."""
+    running = max(1, math.ceil(work_slots * replicas / gateway_replicas))
     return AdmissionBound(running, math.floor(running * queue_factor))
 
 
@@ -33,3 +37,26 @@ def admits(in_flight: int, bound: AdmissionBound, *, urgent: bool, realtime_rese
     if urgent:
         return in_flight < bound.total
     return in_flight < max(1, math.floor(bound.total * (1.0 - realtime_reserve)))
+
+
+def queue_wait_ms(items_ahead: int, item_ms: float, servers: float) -> float:
+    """How long work joining a region waits for the items already in flight there: they are served `servers` at a
+    time (replicas x model threads), `item_ms` each (the calibrated cost at the knobs in force)."""
+    return items_ahead * item_ms / servers
+
+
+def budget_order(
+    ranked: Sequence[str], fits: Mapping[str, bool], calm: Mapping[str, bool]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The order to try tolerant work's ranked regions in, and the ones passed over.
+
+    Calm regions whose queue still fits the request's budget come first, in the router's order; then calm regions
+    whose queue would not (the work waits there, within the admission bound, rather than fail); then the rest
+    (regions in grid emergency), last as ranked. So a burst spreads over the calm regions while the best one's
+    queue is long, instead of waiting behind it; and it never spreads into an emergency. The second tuple: the
+    calm regions moved back because their queue is over the budget."""
+    first = [name for name in ranked if calm[name] and fits[name]]
+    over = [name for name in ranked if calm[name] and not fits[name]]
+    rest = [name for name in ranked if not calm[name]]
+    passed = tuple(name for name in over if ranked.index(name) < ranked.index(first[0])) if first else ()
+    return (*first, *over, *rest), passed

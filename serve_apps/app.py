@@ -145,6 +145,7 @@ def build_app(
             fleet.policy.fallback_after_s,
             urgent_classes=urgent_classes(fleet),
             warm_precisions=warm,
+            compute_nice=serving.compute_nice,
         )
     gateway = Gateway.options(  # type: ignore[attr-defined]
         num_replicas=fleet.gateway.replicas, ray_actor_options={"num_cpus": fleet.gateway.num_cpus}

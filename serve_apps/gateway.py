@@ -22,9 +22,10 @@ from batch.submit import RayJobState
 from fleet.config import FleetConfig
 from fleet.routing import RoutingMode
 from policies.actors.client import Client
+from policies.calibration import Calibration, load_calibration
 from policies.control_api import ControlApi
 from policies.control_state import ControlState, GatewayLoad
-from router.admission import AdmissionBound, admission_bound, admits
+from router.admission import AdmissionBound, admission_bound, admits, budget_order, queue_wait_ms
 from router.routing import RegionState, RouteDecision, RouteRequest
 from router.sticky import StickyRouter
 from serve_apps.backends import BackendError, RegionalResult, RegionBackend
@@ -66,6 +67,8 @@ class _View:
     stress: dict[str, int]
     headroom: dict[str, float]
     bounds: dict[str, AdmissionBound]
+    item_ms: dict[str, float]  # per region, the calibrated model cost of one tolerant item at the knobs in force
+    servers: dict[str, float]  # per region, items served at once, as this gateway replica's share
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class Served:
     headroom: float
     state_version: int
     attempts: tuple[str, ...]
-    full: tuple[str, ...] = ()  # regions skipped because they were at their admission bound
+    full: tuple[str, ...] = ()  # regions passed over: at their admission bound, or their queue over the budget
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,8 @@ class GatewayCore:
         # Served by another cluster over HTTP: probed while up too, since nothing else would notice it die.
         self.remote_regions = frozenset(region.name for region in fleet.regions if region.endpoint_url)
         self.in_flight: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
+        self.in_flight_items: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
+        self.calibration: Calibration = load_calibration(fleet.policy.calibration_file)
         self.served_by_region: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
         self.metrics: GatewayObserver = GatewayMetrics()  # per-replica counters, exported by Ray
         self._moved: deque[tuple[float, str, int]] = deque()  # (monotonic s, origin, items) of shifted work
@@ -279,7 +284,7 @@ class GatewayCore:
         gateway = self.fleet.gateway
         bounds = {
             region.name: admission_bound(
-                state.knobs[region.name].max_concurrency,
+                state.knobs[region.name].work_slots,
                 region.capacity_replicas if region.endpoint_url else self.fleet.serving.replicas_per_region,
                 gateway.replicas,
                 gateway.admission_queue_factor,
@@ -287,8 +292,31 @@ class GatewayCore:
             for region in self.fleet.regions
         }
         stress = {s.name: s.stress_level for s in states}
-        self._view = _View(key, states, stress, {s.name: s.headroom for s in states}, bounds)
+        item_ms, servers = {}, {}
+        for region in self.fleet.regions:
+            knobs = state.knobs[region.name]
+            item_ms[region.name] = self.calibration.cpu_ms_per_item(knobs.precision_for("tolerant"), knobs.work_slots)
+            threads = region.capacity_replicas if region.endpoint_url else self.fleet.serving.replicas_per_region
+            servers[region.name] = threads * self.fleet.serving.torch_threads / gateway.replicas
+        self._view = _View(key, states, stress, {s.name: s.headroom for s in states}, bounds, item_ms, servers)
         return self._view
+
+    def _try_order(
+        self, request: RouteRequest, ranked: tuple[str, ...], view: _View, items: int
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The ranked regions in the order to try, and those passed over because their queue would miss the budget
+        (router.admission.budget_order). Real-time work keeps the ranking: it stays at its origin."""
+        if request.mode is not RoutingMode.SHIFT:
+            return ranked, ()
+        row = self.rtt_ms.get(request.origin, {})
+        avoid_level = self.fleet.routing.avoid_stress_level
+        fits = {
+            name: row.get(name, 0.0)
+            + queue_wait_ms(self.in_flight_items[name] + items, view.item_ms[name], view.servers[name])
+            <= request.latency_budget_ms
+            for name in ranked
+        }
+        return budget_order(ranked, fits, {name: view.stress[name] < avoid_level for name in ranked})
 
     def decide(
         self, request: RouteRequest, state: ControlState, draw: float | None = None, explain: bool = False
@@ -314,10 +342,13 @@ class GatewayCore:
         wan = gateway.wan_emulation
         row = self.rtt_ms.get(request.origin, {})
         started_s = self._monotonic_s()
-        # Regions in ranked order. A full region (at its admission bound) is skipped, not waited on; a region that
-        # fails is left for the next. An attempt is never abandoned while it works: it waits up to
-        # forward_timeout_s, which the bounded queues keep well above a working region's answer time.
-        for region in decision.ranked:
+        items = len(texts)
+        order, passed = self._try_order(request, decision.ranked, view, items)
+        # Regions in ranked order, tolerant work first where its queue fits the budget. A full region (at its
+        # admission bound) is skipped, not waited on; a region that fails is left for the next. An attempt is never
+        # abandoned while it works: it waits up to forward_timeout_s, which the bounded queues keep well above a
+        # working region's answer time.
+        for region in order:
             backend = self.backends.get(region)
             if backend is None:
                 continue
@@ -332,6 +363,7 @@ class GatewayCore:
                 continue
             attempts.append(region)
             self.in_flight[region] += 1
+            self.in_flight_items[region] += items
             try:
                 if wan:
                     await self._sleep(row.get(region, 0.0) / 1000.0)  # the real round trip, emulated on one machine
@@ -343,13 +375,15 @@ class GatewayCore:
                 continue
             finally:
                 self.in_flight[region] -= 1
+                self.in_flight_items[region] -= items
             self.health.succeeded(region)
             self.served_by_region[region] += 1
             if request.mode is RoutingMode.SHIFT and region != request.origin:
                 self._moved.append((self._monotonic_s(), request.origin, len(texts)))
                 self.metrics.shifted(request.origin, region, len(texts))
             self.metrics.served(region, decision, request.workload_class, self._monotonic_s() - started_s)
-            return Served(result, decision, view.headroom[region], state.version, tuple(attempts), tuple(full))
+            skipped = (*passed, *(name for name in full if name not in passed))
+            return Served(result, decision, view.headroom[region], state.version, tuple(attempts), skipped)
         self.metrics.unserved(request.origin, request.workload_class)
         if full:
             raise RegionsFull(f"every region that can serve the request is full ({', '.join(full)}); retry shortly")

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,18 @@ logger = logging.getLogger("gridshift.regional")
 MAX_ONGOING_REQUESTS = 512
 
 KnobSync = Callable[[ReplicaReport], Awaitable[KnobsLease]]
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Raise the calling thread's nice value by `nice` (Linux schedules threads, so the replica's event loop keeps
+    its priority). Threads the model starts from here (torch's intra-op pool) inherit it. Where the OS refuses,
+    the model runs at normal priority: slower answers to admission under load, never a failure."""
+    if nice <= 0:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
+    except (AttributeError, OSError) as error:  # not Linux/Unix, or not permitted
+        logger.warning("model thread keeps its priority (nice %d refused: %s)", nice, error)
 
 
 class ConcurrencyLimit:
@@ -103,6 +117,7 @@ class RegionalModel:
         monotonic_s: Callable[[], float] = time.monotonic,
         urgent_classes: tuple[str, ...] = ("realtime",),
         warm_precisions: tuple[str, ...] = (),
+        compute_nice: int = 0,
     ) -> None:
         # Imported here so that importing this module (e.g. to build the app) does not load torch.
         from serve_apps.embedding import load_embedder
@@ -110,11 +125,19 @@ class RegionalModel:
         self.region = region
         self.model_name = model_name
         self.replica_id = f"{region}-{uuid.uuid4().hex[:8]}"
-        self._embedder = load_embedder(model_import_path, {**model_kwargs, "torch_threads": torch_threads})
+        # Every model pass runs on this one thread, at lower priority (serving.compute_nice): on a host the model
+        # saturates, the request path still runs first, so admission rejects at once instead of after the backlog.
+        self._model_thread = ThreadPoolExecutor(
+            1, thread_name_prefix=f"model-{region}", initializer=lower_thread_priority, initargs=(compute_nice,)
+        )
+        self._embedder = self._model_thread.submit(
+            load_embedder, model_import_path, {**model_kwargs, "torch_threads": torch_threads}
+        ).result()
         # Serve sends no traffic until the constructor returns: every precision the policy may ask for is built and
-        # run once here, so readiness (the gateway's /readyz) means the first request pays for none of it.
+        # run once here (on the model thread, so torch's thread pool starts there), so readiness (the gateway's
+        # /readyz) means the first request pays for none of it.
         for precision in warm_precisions:
-            self._embedder.embed(["warm-up"], Precision(precision))
+            self._model_thread.submit(self._embedder.embed, ["warm-up"], Precision(precision)).result()
         self.warmed: tuple[str, ...] = tuple(warm_precisions)
         self._configured = Knobs()  # what runs without a lease: user_config or set_knobs
         self._knobs = self._configured
@@ -234,10 +257,12 @@ class RegionalModel:
         results: dict[int, tuple[npt.NDArray[np.float32], str]] = {}
         for precision, indices in groups.items():
             texts = [text for i in indices for text in requests[i][0]]
-            # The model runs in a worker thread so the replica's event loop keeps admitting requests; one pass at a
+            # The model runs on the model thread so the replica's event loop keeps admitting requests; one pass at a
             # time (the urgent and patient queues both land here), as the replica has one torch thread to spend.
             async with self._model_lock:
-                vectors, cpu_s = await asyncio.to_thread(self._timed_embed, texts, precision)
+                vectors, cpu_s = await asyncio.get_running_loop().run_in_executor(
+                    self._model_thread, self._timed_embed, texts, precision
+                )
             self._metrics.inference(precision.value, len(texts), cpu_s)
             offset = 0
             for i in indices:

@@ -13,14 +13,14 @@ from fleet.loaders import load_fleet, load_rtt_matrix, parse_fleet
 from grid.context import FleetContext, load_context
 from policies.actors.client import LocalClient
 from policies.control import ControlPlane
-from router.admission import AdmissionBound, admission_bound, admits
+from router.admission import AdmissionBound, admission_bound, admits, budget_order, queue_wait_ms
 from serve_apps.gateway import GatewayCore, RegionsFull, Served
 from tests.fakes import FakeRegion
 from tests.unit.gateway_app import PEAK_S, REGIONS
 
 
 def test_bound_follows_the_knobs_and_splits_over_gateway_replicas() -> None:
-    assert admission_bound(32, 1, 1, 1.0) == AdmissionBound(32, 32)
+    assert admission_bound(16, 1, 1, 1.0) == AdmissionBound(16, 16)  # the default knobs' one batch of 16
     assert admission_bound(4, 2, 4, 0.5) == AdmissionBound(2, 1)  # rung 3's batch of 4, two replicas, 4 gateways
     assert admission_bound(1, 1, 8, 0.0) == AdmissionBound(1, 0)  # never shut
 
@@ -34,13 +34,14 @@ def test_realtime_may_use_the_reserve_tolerant_work_may_not() -> None:
     assert admits(0, AdmissionBound(1, 0), urgent=False, realtime_reserve=0.9)
 
 
-def _core(regions: dict[str, FakeRegion]) -> GatewayCore:
+def _core(regions: dict[str, FakeRegion], *, batch: int = 16, concurrency: int = 2) -> GatewayCore:
     data = load_fleet().model_dump(mode="json")
     # Small bounds: 2 running + 2 queued per region (tolerant work: 3 with the reserve), no WAN sleeps.
     data["gateway"].update(wan_emulation=False, admission_queue_factor=1.0, realtime_reserve=0.25)
-    data["serving"]["knobs"]["max_concurrency"] = 2
+    data["serving"]["knobs"].update(max_concurrency=concurrency, max_batch_size=batch)
     for step in data["policy"]["steps"]:
-        step["max_concurrency"] = min(step["max_concurrency"], 2)
+        step["max_concurrency"] = min(step["max_concurrency"], concurrency)
+        step["max_batch_size"] = min(step["max_batch_size"], batch)
     data["policy"]["enabled"] = False
     fleet = parse_fleet(data, source="admission test")
     context = load_context(load_fleet())
@@ -86,6 +87,23 @@ def test_full_calm_regions_reject_at_once_and_never_spill_into_the_emergency() -
     asyncio.run(scenario())
 
 
+def test_the_bound_is_one_batch_per_replica_not_the_concurrency_cap() -> None:
+    # A replica admitting 32 at once but batching 2 works on 2: 2 running + 2 queued (3 for tolerant work) fill it,
+    # so an admitted request waits about two model passes, not sixteen.
+    regions = {name: FakeRegion(name) for name in REGIONS}
+
+    async def scenario() -> None:
+        core = _core(regions, batch=2, concurrency=32)
+        hold = asyncio.Event()
+        regions["us-west-2"].hold = hold
+        tasks = await _fill(core, "us-west-2", 4)
+        assert core.in_flight["us-west-2"] == 3
+        hold.set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(scenario())
+
+
 def test_a_full_region_is_skipped_for_the_next_not_waited_on() -> None:
     regions = {name: FakeRegion(name) for name in REGIONS}
 
@@ -113,5 +131,51 @@ def test_emergency_region_serves_when_the_others_fail_not_when_they_are_full() -
             regions[name].failing = True
         served = await core.serve(core.route_request("us-west-1", "tolerant", None), ["anyone"])
         assert served.result.region == "us-west-1"  # serving beats failing when nothing else can
+
+    asyncio.run(scenario())
+
+
+def test_budget_order_puts_calm_regions_whose_queue_fits_first() -> None:
+    ranked = ("a", "b", "c", "storm")
+    calm = {"a": True, "b": True, "c": True, "storm": False}
+    # The best region's queue is over the budget: the burst goes on to the next calm one, and `a` is reported.
+    order, passed = budget_order(ranked, {"a": False, "b": True, "c": True, "storm": True}, calm)
+    assert order == ("b", "c", "a", "storm") and passed == ("a",)
+    # Nothing calm fits: the calm regions still come first (the work waits there within the admission bound), and
+    # the region in grid emergency stays last even with an empty queue.
+    order, passed = budget_order(ranked, {"a": False, "b": False, "c": False, "storm": True}, calm)
+    assert order == ("a", "b", "c", "storm") and passed == ()
+    assert budget_order(ranked, dict.fromkeys(ranked, True), calm) == (ranked, ())
+
+
+def test_queue_wait_counts_items_over_the_regions_servers() -> None:
+    assert queue_wait_ms(12, 10.0, 2.0) == pytest.approx(60.0)
+    assert queue_wait_ms(0, 10.0, 1.0) == 0.0
+
+
+def test_a_burst_spreads_to_the_next_calm_region_instead_of_queueing_past_its_budget() -> None:
+    regions = {name: FakeRegion(name) for name in REGIONS}
+
+    async def scenario() -> None:
+        core = _core(regions, batch=64, concurrency=64)  # bounds far above the test's load: only the budget acts
+        hold = asyncio.Event()
+        for region in regions.values():
+            region.hold = hold
+        route = core.route_request("us-west-2", "tolerant", None)
+        first = core.decide(route, await core.ready_state(), draw=0.0).region
+        # Enough items at the first region that one more would wait past the 150 ms budget there.
+        view = core._view_of(await core.ready_state())
+        over = int(route.latency_budget_ms * view.servers[first] / view.item_ms[first]) + 1
+        tasks = [asyncio.create_task(core.serve(route, ["x"] * over))]
+        await asyncio.sleep(0.01)
+        assert core.in_flight[first] == 1
+        later = asyncio.create_task(core.serve(route, ["next"]))
+        await asyncio.sleep(0.01)
+        assert core.in_flight[first] == 1  # not behind the long queue
+        hold.set()
+        served = await later
+        assert served.result.region != first and served.full[0] == first
+        assert regions["us-west-1"].calls == 0  # the region in grid emergency is never the spill-over
+        await asyncio.gather(*tasks)
 
     asyncio.run(scenario())
