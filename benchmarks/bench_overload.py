@@ -34,6 +34,7 @@ import aiohttp
 
 from benchmarks.gateway_paths import MODEL, SENTENCES, bench_fleet
 from benchmarks.ideal_queue import ideal_latencies_s, item_seconds, percentile
+from benchmarks.process_cpu import cpu_by_role, shares
 from loadtests.azure_trace import TRACE_FILE, TraceRequest, load_trace_requests, schedule
 
 REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2")
@@ -59,6 +60,7 @@ class Answer:
     region: str
     overloaded: bool  # 503 from admission, with Retry-After
     sentences: int
+    route: str = ""  # the answer's routing headers: reason, attempts, regions passed over as full
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,11 @@ class Level:
     reject_p50_ms: float | None
     reject_max_ms: float | None
     emergency_spill: int  # tolerant requests served under stress 3 (or the posted event)
+    spill_routes: list[str]  # how the first few of them were routed, to tell a failover from a spill
     ideal_p99_ms: float  # the same arrivals through an ideal queue at the measured capacity (benchmarks.ideal_queue)
     served_by_region: dict[str, int]  # where the accepted requests were served
     p99_by_region_ms: dict[str, float]
+    cpu_share: dict[str, float]  # each role's share of the CPU used during the level (benchmarks.process_cpu)
 
 
 def _request(rng: random.Random, sentences: int) -> tuple[dict[str, str], bytes, str, str]:
@@ -99,7 +103,11 @@ async def _send(session: aiohttp.ClientSession, url: str, rng: random.Random, se
             # A rejection must say when to come back; without Retry-After it counts as another failure.
             overloaded = response.status == 503 and b'"overloaded"' in text and "Retry-After" in response.headers
             region = response.headers.get("X-Gridshift-Region", "")
-            return Answer(time.perf_counter(), klass, origin, response.status, elapsed, region, overloaded, sentences)
+            route = " ".join(
+                f"{name}={response.headers.get(f'X-Gridshift-{name}', '')}" for name in ("Reason", "Attempts", "Full")
+            )
+            done = time.perf_counter()
+            return Answer(done, klass, origin, response.status, elapsed, region, overloaded, sentences, route)
     except aiohttp.ClientError:  # no answer at all: a failure, counted as such
         return Answer(time.perf_counter(), klass, origin, 0, time.perf_counter() - started, "", False, sentences)
 
@@ -143,6 +151,7 @@ def summarize(
     answers: list[Answer],
     avoid: set[str],
     ideal: list[float] | None = None,
+    cpu_share: dict[str, float] | None = None,
 ) -> Level:
     """One level's figures. Goodput is over the time the answers took (sending window plus drain), so a backlog
     served after the window is not counted as extra throughput. `ideal`: the ideal queue's latencies (s) for the
@@ -153,7 +162,7 @@ def summarize(
     overloaded = [a for a in answers if a.overloaded]
     latencies = sorted(a.latency_s * 1000 for a in accepted) or [float("nan")]
     rejects = sorted(a.latency_s * 1000 for a in overloaded)
-    spill = sum(1 for a in accepted if a.workload_class == "tolerant" and a.region in avoid)
+    spilled = [a for a in accepted if a.workload_class == "tolerant" and a.region in avoid]
     return Level(
         label=label,
         multiple=multiple,
@@ -167,12 +176,14 @@ def summarize(
         p99_ms=percentile(latencies, 0.99),
         reject_p50_ms=statistics.median(rejects) if rejects else None,
         reject_max_ms=max(rejects) if rejects else None,
-        emergency_spill=spill,
+        emergency_spill=len(spilled),
+        spill_routes=[f"{a.origin} -> {a.region}: {a.route}" for a in spilled[:5]],
         ideal_p99_ms=percentile(ideal or [], 0.99) * 1000,
         served_by_region={r: sum(a.region == r for a in accepted) for r in REGIONS},
         p99_by_region_ms={
             r: percentile([a.latency_s * 1000 for a in accepted if a.region == r], 0.99) for r in REGIONS
         },
+        cpu_share=cpu_share or {},
     )
 
 
@@ -191,7 +202,9 @@ async def measure(args: argparse.Namespace, base: str, requests: list[TraceReque
     url = base + "/v1/embeddings"
     unloaded = await closed_loop(url, requests, 1, args.probe_s)
     unloaded_p99 = summarize("unloaded", 0.0, 1.0, args.probe_s, unloaded, set()).p99_ms
+    cpu_before = cpu_by_role()
     saturated = await closed_loop(url, requests, 32, args.probe_s)
+    capacity_cpu = shares(cpu_before, cpu_by_role())
     served = [a for a in saturated if a.status == 200]
     capacity = len(served) / args.probe_s
     if capacity <= 0:
@@ -204,19 +217,29 @@ async def measure(args: argparse.Namespace, base: str, requests: list[TraceReque
     levels = []
     for offset, multiple in enumerate(args.multiples):
         plan = schedule(requests, multiple * capacity, args.level_s, offset=offset * 997)
+        cpu_before = cpu_by_role()
         answers = await open_loop(url, plan, seed=offset)
-        levels.append(summarize(f"{multiple:g}x", multiple, capacity, args.level_s, answers, {EMERGENCY}, ideal(plan)))
+        cpu = shares(cpu_before, cpu_by_role())
+        label = f"{multiple:g}x"
+        levels.append(summarize(label, multiple, capacity, args.level_s, answers, {EMERGENCY}, ideal(plan), cpu))
         await asyncio.sleep(args.settle_s)  # let queues drain so levels do not leak into each other
     event = await _admin(base, "POST", "/v1/admin/events", {"region": EVENT_REGION, "level": 3})
     try:
         await asyncio.sleep(1.0)  # every gateway replica refreshes its state within this
         plan = schedule(requests, 2.0 * capacity, args.level_s, offset=7919)
+        cpu_before = cpu_by_role()
         answers = await open_loop(url, plan, seed=99)
+        cpu = shares(cpu_before, cpu_by_role())
         avoid = {EMERGENCY, EVENT_REGION}
-        levels.append(summarize("2x, level-3 event", 2.0, capacity, args.level_s, answers, avoid, ideal(plan)))
+        levels.append(summarize("2x, level-3 event", 2.0, capacity, args.level_s, answers, avoid, ideal(plan), cpu))
     finally:
         await _admin(base, "DELETE", f"/v1/admin/events/{event['event']['event_id']}")
-    return {"capacity_per_s": capacity, "unloaded_p99_ms": unloaded_p99, "levels": [asdict(level) for level in levels]}
+    return {
+        "capacity_per_s": capacity,
+        "capacity_cpu_share": capacity_cpu,
+        "unloaded_p99_ms": unloaded_p99,
+        "levels": [asdict(level) for level in levels],
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -248,11 +271,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def render(report: dict[str, Any]) -> str:
     lines = [
         f"capacity {report['capacity_per_s']:.1f} requests/s (closed loop, 32 clients); unloaded p99 "
-        f"{report['unloaded_p99_ms']:.0f} ms; {report['level_s']:g} s per level",
+        f"{report['unloaded_p99_ms']:.0f} ms; {report['level_s']:g} s per level; CPU at capacity: "
+        f"{_cpu_text(report['capacity_cpu_share'])}",
         "",
         "| offered | req/s | goodput/s | × capacity | accepted | 503 overloaded | reject p50 / max ms | other failures "
-        "| p50 ms | p99 ms | ideal-queue p99 ms | tolerant in emergency |",
-        "|--|--:|--:|--:|--:|--:|--|--:|--:|--:|--:|--:|",
+        "| p50 ms | p99 ms | ideal-queue p99 ms | tolerant in emergency "
+        "| CPU: model / gateway+proxy / load generator |",
+        "|--|--:|--:|--:|--:|--:|--|--:|--:|--:|--:|--:|--|",
     ]
     for level in report["levels"]:
         rejects = (
@@ -264,9 +289,16 @@ def render(report: dict[str, Any]) -> str:
             f"| {level['label']} | {level['offered_per_s']:.1f} | {level['goodput_per_s']:.1f} | "
             f"{level['goodput_of_capacity']:.2f} | {level['accepted']} | {level['overloaded']} | {rejects} | "
             f"{level['other_failures']} | {level['p50_ms']:.0f} | {level['p99_ms']:.0f} | "
-            f"{level['ideal_p99_ms']:.0f} | {level['emergency_spill']} |"
+            f"{level['ideal_p99_ms']:.0f} | {level['emergency_spill']} | {_cpu_text(level['cpu_share'])} |"
         )
     return "\n".join(lines)
+
+
+def _cpu_text(share: dict[str, float]) -> str:
+    if not share:
+        return "-"
+    ingress = share.get("gateway", 0.0) + share.get("proxy", 0.0)
+    return f"{share.get('model', 0.0):.0%} / {ingress:.0%} / {share.get('load generator', 0.0):.0%}"
 
 
 def check_shape(report: dict[str, Any], levels: int) -> None:

@@ -140,11 +140,13 @@ def test_budget_order_puts_calm_regions_whose_queue_fits_first() -> None:
     calm = {"a": True, "b": True, "c": True, "storm": False}
     # The best region's queue is over the budget: the burst goes on to the next calm one, and `a` is reported.
     order, passed = budget_order(ranked, {"a": False, "b": True, "c": True, "storm": True}, calm)
-    assert order == ("b", "c", "a", "storm") and passed == ("a",)
+    assert order == ("b", "c", "a", "storm")
+    assert passed == ("a",)
     # Nothing calm fits: the calm regions still come first (the work waits there within the admission bound), and
     # the region in grid emergency stays last even with an empty queue.
     order, passed = budget_order(ranked, {"a": False, "b": False, "c": False, "storm": True}, calm)
-    assert order == ("a", "b", "c", "storm") and passed == ()
+    assert order == ("a", "b", "c", "storm")
+    assert passed == ()
     assert budget_order(ranked, dict.fromkeys(ranked, True), calm) == (ranked, ())
 
 
@@ -174,7 +176,8 @@ def test_a_burst_spreads_to_the_next_calm_region_instead_of_queueing_past_its_bu
         assert core.in_flight[first] == 1  # not behind the long queue
         hold.set()
         served = await later
-        assert served.result.region != first and served.full[0] == first
+        assert served.result.region != first
+        assert served.full[0] == first
         assert regions["us-west-1"].calls == 0  # the region in grid emergency is never the spill-over
         await asyncio.gather(*tasks)
 
