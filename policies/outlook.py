@@ -15,22 +15,34 @@ import numpy as np
 from fleet.events import DREvent
 from fleet.serving import Knobs, Precision
 from grid.context import FleetContext
+from grid.trace import SignalReader
 from policies.calibration import Calibration
 from policies.ladder import RegionDecision, RegionInputs, decide_region
 from policies.load import RegionLoad
 from policies.plan import HOUR_S
-from policies.plan_forecast import forecast_assessments
+from policies.plan_forecast import iter_assessments
 from router.state import snapshot
 
 
-def stressed_seconds_ahead(context: FleetContext, region: str, now_s: float, level: int, horizon_s: float) -> float:
+def stressed_seconds_ahead(
+    context: FleetContext,
+    region: str,
+    now_s: float,
+    level: int,
+    horizon_s: float,
+    *,
+    peak_reader: SignalReader | None = None,
+) -> float:
     """Seconds from now that the forecast (made now, from the trace alone) keeps the region at stress >= `level`,
-    counting consecutive hours from the current one; 0 when the next hour is forecast calmer."""
+    counting consecutive hours from the current one; 0 when the next hour is forecast calmer. Slots after the
+    first calm one are never assessed. `peak_reader`: as policies.plan_forecast.iter_assessments."""
     config = context.fleet.region(region)
     hour = int(now_s) // HOUR_S * HOUR_S
     slots = np.arange(hour, hour + max(int(horizon_s), HOUR_S), HOUR_S, dtype=np.int64)
     try:
-        outlook = forecast_assessments(context.trace, config, int(now_s), slots, context.fleet.headroom)
+        outlook = iter_assessments(
+            context.trace, config, int(now_s), slots, context.fleet.headroom, peak_reader=peak_reader
+        )
     except ValueError:
         return 0.0  # no forecast inputs at all: size as for one hour
     stressed = 0.0

@@ -1,12 +1,14 @@
 """The forecasts a window plan is made over, each from the trace alone as known at the planning moment.
 
-One grid signal per slot (`forecast_signal`), or the headroom formula's whole assessment (`forecast_assessments`).
+One grid signal per slot (`forecast_signal`), or the headroom formula's whole assessment per slot, lazily
+(`iter_assessments`).
 Pure given a loaded trace. The planner itself is policies/planner.py.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +18,7 @@ from fleet.regions import RegionConfig
 from fleet.times import iso
 from grid.forecast import Forecaster, PublishedForecast, get_forecaster
 from grid.headroom import Assessment, GridSignals, assess
-from grid.trace import FloatArray, IntArray, Observation, Trace
+from grid.trace import FloatArray, IntArray, Observation, SignalReader, Trace
 from policies.plan import HOUR_S, PlanSignal
 
 # The trace column each read signal comes from; headroom is not read but computed from the inputs.
@@ -87,13 +89,13 @@ def forecast_signal(
         column = _TRACE_COLUMN[signal]
         return _column_forecast(trace, region.zone_for(column), column, known_at, targets, model, region.name)
 
-    assessments = forecast_assessments(
+    assessments = iter_assessments(
         trace, region, issued_at_s, targets, headroom_config, forecaster=model, data_lag_s=data_lag_s
     )
     return np.array([np.nan if a is None else a.grid_headroom for a in assessments], dtype=np.float64)
 
 
-def forecast_assessments(
+def iter_assessments(
     trace: Trace,
     region: RegionConfig,
     issued_at_s: int,
@@ -102,9 +104,14 @@ def forecast_assessments(
     *,
     forecaster: str | Forecaster = DEFAULT_FORECASTER,
     data_lag_s: int = DATA_LAG_S,
-) -> list[Assessment | None]:
+    peak_reader: SignalReader | None = None,
+) -> Iterator[Assessment | None]:
     """The headroom formula's whole assessment (headroom and stress) at each slot, from forecast inputs only (see
-    forecast_signal); None where nothing can be said. ValueError when the trace has no input at all."""
+    forecast_signal); None where nothing can be said. The inputs are forecast at once (ValueError when the trace
+    has no input at all); each slot is assessed only when asked, so a caller that stops at the first calm slot pays
+    for no more.
+    `peak_reader`: where the reference peak (a trailing quantile of the trace) is read; the trace itself by default
+    (a reader over the same trace answers the same number, precomputed: simulate.fast)."""
     model = get_forecaster(forecaster) if isinstance(forecaster, str) else forecaster
     targets = np.asarray(slot_times_s, dtype=np.int64).reshape(-1)
     known_at = issued_at_s - data_lag_s
@@ -128,7 +135,7 @@ def forecast_assessments(
             f"{trace.source}: no demand, carbon or price for region {region.name!r} at {iso(known_at)}, so no "
             "headroom forecast"
         )
-    peak = trace.trailing_quantile(
+    peak = (trace if peak_reader is None else peak_reader).trailing_quantile(
         demand_zone,
         "demand_mw",
         known_at,
@@ -141,16 +148,18 @@ def forecast_assessments(
             return None
         return Observation(float(values[index]), target)
 
-    result: list[Assessment | None] = [None] * len(targets)
-    for index, target in enumerate(int(t) for t in targets):
-        signals = GridSignals(
-            at_s=target,
-            demand_mw=at(demand, index, target),
-            reference_peak_mw=peak,
-            carbon_g_per_kwh=at(carbon, index, target),
-            price_usd_per_mwh=at(price, index, target),
-        )
-        if signals.demand_mw is None and signals.carbon_g_per_kwh is None and signals.price_usd_per_mwh is None:
-            continue  # assess would answer the conservative default; the planner's own NaN rule is clearer
-        result[index] = assess(signals, headroom_config)
-    return result
+    def assessments() -> Iterator[Assessment | None]:
+        for index, target in enumerate(int(t) for t in targets):
+            signals = GridSignals(
+                at_s=target,
+                demand_mw=at(demand, index, target),
+                reference_peak_mw=peak,
+                carbon_g_per_kwh=at(carbon, index, target),
+                price_usd_per_mwh=at(price, index, target),
+            )
+            if signals.demand_mw is None and signals.carbon_g_per_kwh is None and signals.price_usd_per_mwh is None:
+                yield None  # assess would answer the conservative default; the planner's own NaN rule is clearer
+            else:
+                yield assess(signals, headroom_config)
+
+    return assessments()

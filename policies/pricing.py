@@ -25,7 +25,7 @@ from fleet.tenants import MAX_TIER
 from fleet.times import iso
 from grid.trace import FloatArray, IntArray, Trace
 from policies.plan import HOUR_S, PlanSignal
-from policies.plan_forecast import forecast_assessments, forecast_signal
+from policies.plan_forecast import forecast_signal, iter_assessments
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def forecast_hours(
     price = _forecast_or_nan(trace, region, PlanSignal.PRICE, issued_at_s, slots, fleet)
     carbon = _forecast_or_nan(trace, region, PlanSignal.CARBON, issued_at_s, slots, fleet)
     try:
-        assessments = forecast_assessments(trace, region, issued_at_s, slots, fleet.headroom)
+        assessments = list(iter_assessments(trace, region, issued_at_s, slots, fleet.headroom))
     except ValueError:
         assessments = [None] * len(slots)
     pricing = fleet.pricing

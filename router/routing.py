@@ -97,14 +97,16 @@ class RouteDecision:
 
 def estimate_latency_ms(rtt_ms: float, region: RegionState, config: RoutingConfig) -> float:
     """Round trip plus service time, slowed by queueing as 1 / (1 - utilisation), capped."""
-    busy = min(region.utilization, 0.999)
-    queue_factor = min(1.0 / (1.0 - busy), config.max_queue_factor)
-    return rtt_ms + region.service_time_ms * queue_factor
+    # `b if b < a else a` is min(a, b), NaN included, without the builtin's call: this runs per region per request.
+    busy = 0.999 if region.utilization > 0.999 else region.utilization
+    queue_factor = 1.0 / (1.0 - busy)
+    cap = config.max_queue_factor
+    return rtt_ms + region.service_time_ms * (cap if cap < queue_factor else queue_factor)
 
 
 def score(region: RegionState, config: RoutingConfig) -> float:
     """Headroom less a penalty for load, so a busy region attracts less even when its grid is good."""
-    return region.headroom - config.load_penalty * min(region.utilization, 1.0)
+    return region.headroom - config.load_penalty * (1.0 if region.utilization > 1.0 else region.utilization)
 
 
 def choose_region(

@@ -6,7 +6,11 @@ on the zone's real demand (its stress and headroom from the one headroom formula
 is an OpenADR-style event on it: an import limit of the room (IMPORT_CAPACITY_LIMIT) at level 3 (the authority is
 at its seasonal peak). The engine decides with the live functions (ladder, battery, batch gate; one region has
 nowhere to shift to, so geographic shifting does not apply). The rate is delivered when every curtailed hour's grid
-draw is within the room, with 0 real-time SLO misses and 0 missed deadlines. docs/simulate.md has the model.
+draw is within the room, with 0 real-time SLO misses and 0 missed deadlines.
+
+The study's ceiling is the record peak, so its deepest hour asks for the whole load, which no fleet with idle power
+sheds: every window is simulated, and simulate/backup.py sizes the firm backup (MW, and storage MWh, per MW of new
+load) that covers what the levers leave; with it the zone absorbs the rate's L. docs/simulate.md has the model.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import numpy as np
 from fleet.config import FleetConfig
 from fleet.events import DREvent
 from fleet.loaders import load_fleet
+from fleet.power import BatteryConfig
 from grid.context import FleetContext
 from grid.trace import IntArray, Trace, ZoneSeries
 from policies.calibration import Calibration, load_calibration
+from simulate.backup import Backup, WindowDraw, size_backup
 from simulate.curtailment import ZoneModel
 from simulate.curtailment_data import ZoneDemand
 from simulate.engine import SimulationRun, SimulationSpec, simulate_fleet
@@ -44,7 +50,7 @@ MIN_LIMIT_KW: Final = 1e-3  # an event's limit must be positive; no room at all 
 
 @dataclass(frozen=True)
 class RateFit:
-    """How the fleet fared against one rate's curtailment (windows deepest first; stops at the first failure)."""
+    """How the fleet fared against one rate's curtailment, over every window, and the backup it needs for the rest."""
 
     rate_pct: float
     deliverable: bool
@@ -58,10 +64,32 @@ class RateFit:
     deepest_shed_share: float  # largest share of L that had to be shed in one hour of the simulated windows
     best_shed_share: float  # largest share of L the fleet shed below its baseline in a curtailed hour
     first_unmet_at: str | None
+    load_mw: float = 0.0  # the study's L at this rate
+    backup: Backup | None = None  # None only when the rate curtails no hour
+    worst_storage_at: str | None = None  # the hour the store is emptiest in the window that sizes it
+
+    @property
+    def absorbable_mw_with_backup(self) -> float:
+        """L, when the backup covers the draw and the fleet kept its own promises (SLOs, deadlines)."""
+        return self.load_mw if self.realtime_slo_miss_hours == 0 and self.missed_deadlines == 0 else 0.0
+
+    def backup_dict(self) -> dict[str, object]:
+        backup = self.backup
+        return {
+            "absorbable_mw": round(self.absorbable_mw_with_backup, 1),
+            "backup_mw_per_mw": 0.0 if backup is None else round(backup.backup_mw_per_mw, 4),
+            "storage_mwh_per_mw": 0.0 if backup is None else round(backup.storage_mwh_per_mw, 4),
+            "storage_sized_at": self.worst_storage_at,
+            "fleet_shed_share_worst_hour": 1.0 if backup is None else round(backup.shed_share_worst, 4),
+            "fleet_shed_share_mean": 1.0 if backup is None else round(backup.shed_share_mean, 4),
+            "rebound_hours_over_room": 0 if backup is None else backup.rebound_hours,
+        }
 
     def to_dict(self) -> dict[str, object]:
         return {
             "rate_pct": self.rate_pct,
+            "load_mw": round(self.load_mw, 1),
+            "with_backup": self.backup_dict(),
             "deliverable": self.deliverable,
             "windows_simulated": self.windows,
             "windows_total": self.windows_total,
@@ -103,6 +131,10 @@ class FleetFit:
         self.region = template.model_copy(update={"name": REGION, "signal_zones": {}})
         self.base = base
         self.baseline_kw: float | None = None
+        # The backup store recharges at the template battery's round-trip efficiency (the config's default without).
+        battery = template.battery
+        default = BatteryConfig.model_fields["round_trip_efficiency"].default
+        self.efficiency = float(battery.round_trip_efficiency if battery is not None else default)
 
     def _context(self, zone: ZoneDemand) -> FleetContext:
         region = self.region.model_copy(update={"zone": zone.zone})
@@ -124,21 +156,22 @@ class FleetFit:
         return simulate_fleet(context, reader, self.calibration, spec)
 
     def check_zone(self, zone: ZoneDemand, model: ZoneModel, loads_mw: Sequence[tuple[float, float]]) -> ZoneFit:
-        """`loads_mw`: (rate %, L MW) per rate. Rates are tried from the lowest; a deeper rate is only tried once the
-        shallower one is delivered (a higher rate is a larger L: every hour's curtailment is at least as deep)."""
+        """`loads_mw`: (rate %, L MW) per rate. Every rate is simulated (the backup is sized for each); the rate
+        delivered without backup is the highest of an unbroken run from the lowest (a higher rate is a larger L:
+        every hour's curtailment is at least as deep)."""
         context = self._context(zone)
         reader = PrecomputedReader(context.trace)
         if self.baseline_kw is None:
             self.baseline_kw = self._baseline_kw(context, reader, zone)
-        fits: list[RateFit] = []
-        best: tuple[float, float] | None = None
-        for rate_pct, load_mw in sorted(loads_mw):
-            fit = self._check_rate(context, reader, model, rate_pct, load_mw)
-            fits.append(fit)
+        fits = tuple(
+            self._check_rate(context, reader, model, rate_pct, load_mw) for rate_pct, load_mw in sorted(loads_mw)
+        )
+        best: RateFit | None = None
+        for fit in fits:
             if not fit.deliverable:
                 break
-            best = (rate_pct, load_mw)
-        return ZoneFit(tuple(fits), None if best is None else best[0], 0.0 if best is None else best[1])
+            best = fit
+        return ZoneFit(fits, None if best is None else best.rate_pct, 0.0 if best is None else best.load_mw)
 
     def _baseline_kw(self, context: FleetContext, reader: PrecomputedReader, zone: ZoneDemand) -> float:
         # The mix's mean draw without control at unit scale (the template's capacity): L MW of new load is this
@@ -155,15 +188,14 @@ class FleetFit:
         hours = np.flatnonzero(curtailed > 0)
         windows = _windows(hours)
         share = curtailed / load_mw if load_mw > 0 else curtailed
-        # Deepest first: a mix that cannot deliver fails in its hardest window, and the check stops there.
-        windows.sort(key=lambda w: -float(share[w[0] : w[1] + 1].max()))
-        unmet = shortfall_kwh = slo = missed = curtailed_count = 0.0
+        room = model.gap_mw / load_mw if load_mw > 0 else np.zeros(len(curtailed))
+        unmet = shortfall_kwh = slo = missed = 0.0
         deepest = best_shed = 0.0
         first_unmet: str | None = None
         times = model.times_s
-        done = 0
+        draws: list[WindowDraw] = []
+        starts: list[int] = []
         for first, last in windows:
-            done += 1
             in_window = [h for h in range(first, last + 1) if curtailed[h] > 0]
             limits = {h: max(self.baseline_kw * (1.0 - share[h]), MIN_LIMIT_KW) for h in in_window}
             events = [
@@ -178,31 +210,34 @@ class FleetFit:
                 )
                 for h in in_window
             ]
-            start = max(int(times[first]) - LEAD_H * HOUR_S, int(times[0]))
-            end = min(int(times[last]) + (1 + TAIL_H) * HOUR_S, int(times[-1]) + HOUR_S)
-            run = self._run(context, reader, start, end, LEVERS, events)
+            begin = max(first - LEAD_H, 0)  # the hour index the run's first column is (the axis is hourly)
+            end = min(last + 1 + TAIL_H, len(times))
+            run = self._run(context, reader, int(times[begin]), int(times[end - 1]) + HOUR_S, LEVERS, events)
             slo += run.counters["realtime_slo_miss_hours"]
             missed += run.counters["jobs_missed_deadline"]
+            draw_kw = run.series["grid_kw"][0]
+            draws.append(WindowDraw(draw_kw / self.baseline_kw, room[begin:end], curtailed[begin:end] > 0))
+            starts.append(begin)
             for h in in_window:
-                column = (int(times[h]) - start) // HOUR_S
-                draw = float(run.series["grid_kw"][0, column])
-                curtailed_count += 1
+                draw = float(draw_kw[h - begin])
                 deepest = max(deepest, float(share[h]))
                 best_shed = max(best_shed, 1.0 - draw / self.baseline_kw)
                 if draw > limits[h] * (1.0 + LIMIT_TOLERANCE):
                     unmet += 1
                     shortfall_kwh += draw - limits[h]
-                    if first_unmet is None:
-                        first_unmet = datetime.fromtimestamp(int(times[h]), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            if unmet or slo or missed:
-                break
+                    if first_unmet is None:  # windows run in time order
+                        first_unmet = _iso(int(times[h]))
+        backup = size_backup(draws, self.efficiency) if draws else None
+        worst_at = None
+        if backup is not None and backup.worst_window is not None and backup.worst_hour is not None:
+            worst_at = _iso(int(times[starts[backup.worst_window] + backup.worst_hour]))
         scale = load_mw * 1000.0 / self.baseline_kw  # unit-scale kW to the zone's kW
         return RateFit(
             rate_pct=rate_pct,
             deliverable=not (unmet or slo or missed),
-            windows=done,
+            windows=len(windows),
             windows_total=len(windows),
-            curtailed_hours=int(curtailed_count),
+            curtailed_hours=len(hours),
             unmet_hours=int(unmet),
             shortfall_mwh=shortfall_kwh * scale / 1000.0,
             realtime_slo_miss_hours=int(slo),
@@ -210,7 +245,14 @@ class FleetFit:
             deepest_shed_share=deepest,
             best_shed_share=best_shed,
             first_unmet_at=first_unmet,
+            load_mw=load_mw,
+            backup=backup,
+            worst_storage_at=worst_at,
         )
+
+
+def _iso(at_s: int) -> str:
+    return datetime.fromtimestamp(at_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _windows(hours: IntArray) -> list[tuple[int, int]]:

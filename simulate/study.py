@@ -10,7 +10,7 @@ from typing import Final
 
 from simulate.curtailment import RateResult, Thresholds, ZoneModel, rate_result
 from simulate.curtailment_data import CleaningReport, StudyDataError, check_zones, load_zone_demand
-from simulate.fleet_fit import LEVERS, FleetFit, ZoneFit
+from simulate.fleet_fit import LEVERS, FleetFit, RateFit, ZoneFit
 
 STUDY_SCHEMA: Final = "gridshift.curtailment_study/v1"
 DEFAULT_RATES_PCT: Final = (0.25, 0.5, 1.0, 5.0)
@@ -51,6 +51,22 @@ class CurtailmentStudy:
     def absorbable_mw(self) -> float:
         return sum(zone.fit.absorbable_mw for zone in self.zones if zone.fit is not None)
 
+    def with_backup(self) -> dict[str, dict[str, float]]:
+        """Per rate, over zones: the MW absorbed when each MW carries the backup its zone needs, and the most any
+        zone needs (the mix's fits of that rate)."""
+        fits = [fit for zone in self.zones if zone.fit is not None for fit in zone.fit.rates]
+        body: dict[str, dict[str, float]] = {}
+        for rate in self.rates_pct:
+            of_rate = [fit for fit in fits if fit.rate_pct == rate]
+            if not of_rate:
+                continue
+            body[_key(rate)] = {
+                "absorbable_mw_total": round(sum(fit.absorbable_mw_with_backup for fit in of_rate), 1),
+                "storage_mwh_per_mw_max": round(max(_storage(fit) for fit in of_rate), 4),
+                "backup_mw_per_mw_max": round(max(_rating(fit) for fit in of_rate), 4),
+            }
+        return body
+
     def total_mw(self, rate_pct: float) -> float:
         return sum(r.headroom_mw for zone in self.zones for r in zone.results if r.rate_pct == rate_pct)
 
@@ -80,6 +96,7 @@ class CurtailmentStudy:
                 "mix": self.mix_label,
                 "levers": sorted(LEVERS),
                 "absorbable_mw_total": round(self.absorbable_mw(), 1),
+                "with_backup": self.with_backup(),
                 "method": "the study's curtailed hours as import-limit events on a simulated region (docs/simulate.md)",
             }
         return body
@@ -87,6 +104,14 @@ class CurtailmentStudy:
 
 def _key(rate_pct: float) -> str:
     return f"{rate_pct:g}"
+
+
+def _storage(fit: RateFit) -> float:
+    return 0.0 if fit.backup is None else fit.backup.storage_mwh_per_mw
+
+
+def _rating(fit: RateFit) -> float:
+    return 0.0 if fit.backup is None else fit.backup.backup_mw_per_mw
 
 
 def parse_rates(text: str) -> tuple[float, ...]:

@@ -10,7 +10,7 @@ from simulate.curtailment_data import STUDY_ZONES
 from simulate.fleet_fit import FleetFit
 from simulate.mix import parse_mix
 from simulate.plots import study_report
-from simulate.study import DEFAULT_RATES_PCT, parse_rates, parse_years, run_study
+from simulate.study import DEFAULT_RATES_PCT, CurtailmentStudy, parse_rates, parse_years, run_study
 
 DEFAULT_FOLDER = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "eia930" / "demand_2015_2024"
 
@@ -39,24 +39,35 @@ def cmd_curtailment(args: argparse.Namespace) -> int:
     for key, row in body["published_comparison"].items():  # type: ignore[attr-defined]
         print(f"  {key} %: ours {row['ours_gw']} GW, published {row['published_gw']} GW ({row['difference_pct']:+} %)")
     if study.mix_label is not None:
-        print(f"fleet mix {study.mix_label}: the rate it delivers (0 SLO misses, 0 missed deadlines, draw within room)")
-        for zone in study.zones:
-            if zone.fit is None:
-                continue
-            last = zone.fit.rates[-1]
-            rate = "none" if zone.fit.deliverable_rate_pct is None else f"{zone.fit.deliverable_rate_pct:g} %"
-            why = (
-                ""
-                if last.deliverable
-                else (
-                    f"  ({last.rate_pct:g} %: {last.unmet_hours} h over the room, first {last.first_unmet_at}; "
-                    f"needed {last.deepest_shed_share:.0%} shed, best {last.best_shed_share:.0%}; "
-                    f"{last.realtime_slo_miss_hours} SLO-miss h, {last.missed_deadlines} missed deadlines)"
-                )
-            )
-            print(f"  {zone.zone:<6} {rate:>7}  {zone.fit.absorbable_mw / 1000:>7.2f} GW{why}")
-        print(f"  total absorbable: {study.absorbable_mw() / 1000:.2f} GW")
+        _print_fleet_mix(study)
     return 0
+
+
+def _print_fleet_mix(study: CurtailmentStudy) -> None:
+    # Headline: the study's L with the firm backup each MW needs for the shed the fleet's own levers cannot make.
+    print(f"fleet mix {study.mix_label}: absorbed with the firm backup each MW needs (docs/simulate.md)")
+    print(
+        f"  {'zone':<6} {'rate':>6} {'GW':>7} {'storage MWh/MW':>15} {'backup MW/MW':>13} {'fleet shed worst h':>19} "
+        f"{'mean':>5} {'SLO-miss h':>10} {'missed dl':>9} {'w/o backup GW':>14}"
+    )
+    for zone in study.zones:
+        if zone.fit is None:
+            continue
+        for fit in zone.fit.rates:
+            backup = fit.backup_dict()
+            alone = fit.load_mw if fit.deliverable else 0.0
+            print(
+                f"  {zone.zone:<6} {fit.rate_pct:>5g}% {fit.absorbable_mw_with_backup / 1000:>7.2f} "
+                f"{backup['storage_mwh_per_mw']:>15.3f} {backup['backup_mw_per_mw']:>13.3f} "
+                f"{backup['fleet_shed_share_worst_hour']:>19.0%} {backup['fleet_shed_share_mean']:>5.0%} "
+                f"{fit.realtime_slo_miss_hours:>10} {fit.missed_deadlines:>9} {alone / 1000:>14.2f}"
+            )
+    for key, row in study.with_backup().items():
+        print(
+            f"  total at {key} %: {row['absorbable_mw_total'] / 1000:.2f} GW with backup "
+            f"(at most {row['storage_mwh_per_mw_max']:.3f} MWh and {row['backup_mw_per_mw_max']:.3f} MW per MW)"
+        )
+    print(f"  total absorbable without backup: {study.absorbable_mw() / 1000:.2f} GW")
 
 
 def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -41,10 +41,21 @@ def test_a_fleet_with_a_firm_floor_cannot_shed_the_whole_load(zone):
     assert rate.unmet_hours >= 1
     assert rate.deepest_shed_share == pytest.approx(1.0)
     assert 0.0 < rate.best_shed_share < 1.0  # it shed something (the ladder, the battery), not everything
-    assert rate.windows == 1  # deepest window first, and the check stops at the first failure
+    assert rate.windows == rate.windows_total == 2  # every window: the backup is sized over all of them
     body = result.to_dict()
     assert body["deliverable_rate_pct"] is None
     assert body["rates"][0]["first_unmet_at"] is not None  # type: ignore[index]
+    # With the backup its two peaks need, the zone absorbs L: the backup covers exactly what the levers left.
+    backup = rate.backup
+    assert backup is not None
+    assert rate.absorbable_mw_with_backup == pytest.approx(LOAD_MW)
+    assert backup.shed_share_worst == pytest.approx(1.0 - backup.backup_mw_per_mw)  # room 0: residual = 1 - shed
+    assert 0.0 < backup.backup_mw_per_mw < 1.0
+    # Two one-hour events far apart: the store refills between them, so it covers one hour of the residual.
+    assert backup.storage_mwh_per_mw == pytest.approx(backup.backup_mw_per_mw)
+    assert rate.worst_storage_at in ("2021-01-21T18:00:00Z", "2021-07-15T18:00:00Z")
+    with_backup = body["rates"][0]["with_backup"]  # type: ignore[index]
+    assert with_backup["absorbable_mw"] == pytest.approx(LOAD_MW)
 
 
 def test_storage_that_carries_the_site_delivers_it_without_misses(zone):
@@ -92,3 +103,7 @@ def test_the_cli_adds_fleet_mix_to_the_v1_json(shared_data, capsys):
     assert zone["results"][0]["headroom_mw"] > 0
     assert zone["fleet_mix"]["rates"][0]["rate_pct"] == 0.25
     assert body["fleet_mix"]["absorbable_mw_total"] == zone["fleet_mix"]["absorbable_mw"]
+    with_backup = zone["fleet_mix"]["rates"][0]["with_backup"]
+    assert with_backup["storage_mwh_per_mw"] > 0  # the fleet alone cannot empty the record-peak hour
+    assert body["fleet_mix"]["with_backup"]["0.25"]["absorbable_mw_total"] == with_backup["absorbable_mw"]
+    assert with_backup["absorbable_mw"] == zone["results"][0]["headroom_mw"]

@@ -14,7 +14,8 @@ from policies.batch_gate import JobProgress
 from policies.control import ControlPlane
 from policies.load import RegionLoad
 from policies.outlook import replay_policy
-from simulate.engine import SimulationSpec, _Engine, _JobState, simulate_fleet, simulation_fleet
+from simulate.engine import SimulationSpec, _Engine, simulate_fleet, simulation_fleet
+from simulate.engine_jobs import JobState
 from simulate.inputs import load_inputs
 from simulate.jobs import HOUR_S, Job
 from simulate.mix import LEVERS, parse_mix
@@ -78,7 +79,7 @@ def test_first_gate_matches_the_live_job_registry(inputs, hour):
         for tier_hours in (3, 8, 30):
             job = Job(f"j{k}-{tier_hours}", region, "batch", at, at + tier_hours * HOUR_S, 3 * HOUR_S, 4, 1)
             stress = next(r.assessment.stress_level for r in state.snapshot.regions if r.config.name == region)
-            ours = engine._runs(_JobState(job, job.work_s), at, stress, None)
+            ours = engine.jobs.runs(JobState(job, job.work_s), at, stress, None)
             live = plane.batch_gate(
                 JobProgress(job.job_id, region, "carbon", job.deadline_s, "running", 0, job.work_s, 1.0, max_workers=4)
             )
