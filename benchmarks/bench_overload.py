@@ -34,7 +34,7 @@ import aiohttp
 
 from benchmarks.gateway_paths import MODEL, SENTENCES, bench_fleet
 from benchmarks.ideal_queue import ideal_latencies_s, item_seconds, percentile
-from benchmarks.process_cpu import cpu_by_role, shares
+from benchmarks.process_cpu import cpu_by_role, pin_models, share_of, used
 from loadtests.azure_trace import TRACE_FILE, TraceRequest, load_trace_requests, schedule
 
 REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2")
@@ -83,6 +83,7 @@ class Level:
     served_by_region: dict[str, int]  # where the accepted requests were served
     p99_by_region_ms: dict[str, float]
     cpu_share: dict[str, float]  # each role's share of the CPU used during the level (benchmarks.process_cpu)
+    ingress_cpu_ms_per_request: float  # CPU of Serve's proxy and the gateway replica per request offered
 
 
 def _request(rng: random.Random, sentences: int) -> tuple[dict[str, str], bytes, str, str]:
@@ -151,7 +152,7 @@ def summarize(
     answers: list[Answer],
     avoid: set[str],
     ideal: list[float] | None = None,
-    cpu_share: dict[str, float] | None = None,
+    cpu_s: dict[str, float] | None = None,
 ) -> Level:
     """One level's figures. Goodput is over the time the answers took (sending window plus drain), so a backlog
     served after the window is not counted as extra throughput. `ideal`: the ideal queue's latencies (s) for the
@@ -183,7 +184,10 @@ def summarize(
         p99_by_region_ms={
             r: percentile([a.latency_s * 1000 for a in accepted if a.region == r], 0.99) for r in REGIONS
         },
-        cpu_share=cpu_share or {},
+        cpu_share=share_of(cpu_s or {}),
+        ingress_cpu_ms_per_request=sum((cpu_s or {}).get(role, 0.0) for role in ("gateway", "proxy"))
+        * 1000
+        / max(len(answers), 1),
     )
 
 
@@ -204,22 +208,23 @@ async def measure(args: argparse.Namespace, base: str, requests: list[TraceReque
     unloaded_p99 = summarize("unloaded", 0.0, 1.0, args.probe_s, unloaded, set()).p99_ms
     cpu_before = cpu_by_role()
     saturated = await closed_loop(url, requests, 32, args.probe_s)
-    capacity_cpu = shares(cpu_before, cpu_by_role())
+    capacity_cpu = share_of(used(cpu_before, cpu_by_role()))
     served = [a for a in saturated if a.status == 200]
     capacity = len(served) / args.probe_s
     if capacity <= 0:
         raise BenchError("the fleet served nothing in the capacity probe")
-    item_s = item_seconds(capacity, statistics.mean(a.sentences for a in served), CLUSTER_CPUS)
+    model_cores = args.model_cores or CLUSTER_CPUS  # the cores the model's work can use
+    item_s = item_seconds(capacity, statistics.mean(a.sentences for a in served), model_cores)
 
     def ideal(plan: list[TraceRequest]) -> list[float]:
-        return ideal_latencies_s([(r.at_s, r.sentences) for r in plan], item_s, CLUSTER_CPUS)
+        return ideal_latencies_s([(r.at_s, r.sentences) for r in plan], item_s, model_cores)
 
     levels = []
     for offset, multiple in enumerate(args.multiples):
         plan = schedule(requests, multiple * capacity, args.level_s, offset=offset * 997)
         cpu_before = cpu_by_role()
         answers = await open_loop(url, plan, seed=offset)
-        cpu = shares(cpu_before, cpu_by_role())
+        cpu = used(cpu_before, cpu_by_role())
         label = f"{multiple:g}x"
         levels.append(summarize(label, multiple, capacity, args.level_s, answers, {EMERGENCY}, ideal(plan), cpu))
         await asyncio.sleep(args.settle_s)  # let queues drain so levels do not leak into each other
@@ -229,7 +234,7 @@ async def measure(args: argparse.Namespace, base: str, requests: list[TraceReque
         plan = schedule(requests, 2.0 * capacity, args.level_s, offset=7919)
         cpu_before = cpu_by_role()
         answers = await open_loop(url, plan, seed=99)
-        cpu = shares(cpu_before, cpu_by_role())
+        cpu = used(cpu_before, cpu_by_role())
         avoid = {EMERGENCY, EVENT_REGION}
         levels.append(summarize("2x, level-3 event", 2.0, capacity, args.level_s, answers, avoid, ideal(plan), cpu))
     finally:
@@ -255,6 +260,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         get_or_create_control_actor(fleet)
         deploy(fleet, ADMIN_TOKEN, blocking_timeout_s=300)
+        if args.model_cores:
+            models, others = pin_models(args.model_cores)
+            print(
+                f"bench_overload: model replicas on cores {sorted(models)}, the rest on {sorted(others)}",
+                file=sys.stderr,
+            )
         started = time.perf_counter()
         report = asyncio.run(measure(args, f"http://127.0.0.1:{args.port}", requests))
         report["wall_s"] = round(time.perf_counter() - started, 1)
@@ -264,20 +275,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with contextlib.suppress(Exception):
             serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
-    report.update(schema="gridshift.bench_overload/v1", smoke=args.smoke, trace=args.trace, level_s=args.level_s)
+    report.update(
+        schema="gridshift.bench_overload/v1",
+        smoke=args.smoke,
+        trace=args.trace,
+        level_s=args.level_s,
+        model_cores=args.model_cores or None,
+    )
     return report
 
 
 def render(report: dict[str, Any]) -> str:
     lines = [
         f"capacity {report['capacity_per_s']:.1f} requests/s (closed loop, 32 clients); unloaded p99 "
-        f"{report['unloaded_p99_ms']:.0f} ms; {report['level_s']:g} s per level; CPU at capacity: "
+        f"{report['unloaded_p99_ms']:.0f} ms; {report['level_s']:g} s per level; "
+        f"model replicas pinned to {report['model_cores'] or 'no'} core(s); CPU at capacity: "
         f"{_cpu_text(report['capacity_cpu_share'])}",
         "",
         "| offered | req/s | goodput/s | × capacity | accepted | 503 overloaded | reject p50 / max ms | other failures "
         "| p50 ms | p99 ms | ideal-queue p99 ms | tolerant in emergency "
-        "| CPU: model / gateway+proxy / load generator |",
-        "|--|--:|--:|--:|--:|--:|--|--:|--:|--:|--:|--:|--|",
+        "| CPU: model / gateway+proxy / load generator | gateway+proxy CPU ms per request |",
+        "|--|--:|--:|--:|--:|--:|--|--:|--:|--:|--:|--:|--|--:|",
     ]
     for level in report["levels"]:
         rejects = (
@@ -289,7 +307,8 @@ def render(report: dict[str, Any]) -> str:
             f"| {level['label']} | {level['offered_per_s']:.1f} | {level['goodput_per_s']:.1f} | "
             f"{level['goodput_of_capacity']:.2f} | {level['accepted']} | {level['overloaded']} | {rejects} | "
             f"{level['other_failures']} | {level['p50_ms']:.0f} | {level['p99_ms']:.0f} | "
-            f"{level['ideal_p99_ms']:.0f} | {level['emergency_spill']} | {_cpu_text(level['cpu_share'])} |"
+            f"{level['ideal_p99_ms']:.0f} | {level['emergency_spill']} | {_cpu_text(level['cpu_share'])} | "
+            f"{level['ingress_cpu_ms_per_request']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -320,6 +339,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-s", type=float, default=10.0, help="seconds of each capacity probe")
     parser.add_argument("--settle-s", type=float, default=3.0, help="pause between levels, s")
     parser.add_argument("--port", type=int, default=PORT)
+    parser.add_argument(
+        "--model-cores",
+        type=int,
+        default=0,
+        help="pin the model replicas to this many cores and everything else (proxy, gateway, load generator) to the "
+        "rest: a one-machine stand-in for ingress with cores of its own (default 0: all share every core)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="toy durations, for CI: the output shape is checked")
     args = parser.parse_args(argv)

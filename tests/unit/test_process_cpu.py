@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from benchmarks.process_cpu import CLOCK_TICKS, cpu_by_role, role_of, shares
+from benchmarks.process_cpu import CLOCK_TICKS, cpu_by_role, pin_models, role_of, share_of, used
 
 
 def _process(proc: Path, pid: int, cmdline: str, utime: int, stime: int) -> None:
@@ -38,7 +40,25 @@ def test_cpu_seconds_by_role_and_shares(tmp_path: Path) -> None:
     assert cpu["proxy"] == pytest.approx(2.0)
     assert cpu["gateway"] == 0.0
     before = dict.fromkeys(cpu, 0.0)
-    split = shares(before, cpu)
+    assert used(before, cpu) == cpu
+    split = share_of(used(before, cpu))
     assert split["model"] == pytest.approx(0.75)
     assert sum(split.values()) == pytest.approx(1.0)
-    assert shares(cpu, cpu)["model"] == 0.0
+    assert share_of(used(cpu, cpu)) == {}
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two cores")
+def test_pin_models_gives_model_processes_the_last_core(tmp_path: Path) -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        _process(tmp_path, child.pid, "ray::ServeReplica:gridshift:region-a", 0, 0)
+        (tmp_path / str(child.pid) / "task" / str(child.pid)).mkdir(parents=True)
+        models, others = pin_models(1, proc=tmp_path)
+        assert os.sched_getaffinity(child.pid) == models
+        assert models == {max(os.sched_getaffinity(0))}
+        assert not models & others
+        with pytest.raises(ValueError, match="must leave at least one"):
+            pin_models(len(os.sched_getaffinity(0)), proc=tmp_path)
+    finally:
+        child.kill()
+        child.wait()
