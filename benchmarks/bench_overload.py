@@ -61,6 +61,7 @@ class Answer:
     overloaded: bool  # 503 from admission, with Retry-After
     sentences: int
     route: str = ""  # the answer's routing headers: reason, attempts, regions passed over as full
+    retry_after_s: float = 0.0  # what a rejection asked the client to wait
 
 
 @dataclass(frozen=True)
@@ -108,13 +109,24 @@ async def _send(session: aiohttp.ClientSession, url: str, rng: random.Random, se
                 f"{name}={response.headers.get(f'X-Gridshift-{name}', '')}" for name in ("Reason", "Attempts", "Full")
             )
             done = time.perf_counter()
-            return Answer(done, klass, origin, response.status, elapsed, region, overloaded, sentences, route)
+            retry_s = _seconds(response.headers.get("Retry-After", "")) if overloaded else 0.0
+            return Answer(done, klass, origin, response.status, elapsed, region, overloaded, sentences, route, retry_s)
     except aiohttp.ClientError:  # no answer at all: a failure, counted as such
         return Answer(time.perf_counter(), klass, origin, 0, time.perf_counter() - started, "", False, sentences)
 
 
+def _seconds(retry_after: str) -> float:
+    """Retry-After in seconds (the gateway sends whole seconds; an HTTP date or garbage counts as one second)."""
+    try:
+        return max(float(retry_after), 0.0)
+    except ValueError:
+        return 1.0
+
+
 async def closed_loop(url: str, requests: list[TraceRequest], clients: int, duration_s: float) -> list[Answer]:
-    """`clients` senders, each sending its next request when the last is answered, for `duration_s`."""
+    """`clients` senders, each sending its next request when the last is answered, for `duration_s`. A rejected
+    client waits the Retry-After it was given, as the gridshift and openai clients do: otherwise the probe would
+    measure how fast the fleet rejects a retry storm, not what it serves."""
     answers: list[Answer] = []
     deadline = time.perf_counter() + duration_s
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
@@ -123,8 +135,11 @@ async def closed_loop(url: str, requests: list[TraceRequest], clients: int, dura
             rng = random.Random(seed)
             index = seed * 101
             while time.perf_counter() < deadline:
-                answers.append(await _send(session, url, rng, requests[index % len(requests)].sentences))
+                answer = await _send(session, url, rng, requests[index % len(requests)].sentences)
+                answers.append(answer)
                 index += 1
+                if answer.retry_after_s > 0:
+                    await asyncio.sleep(min(answer.retry_after_s, max(deadline - time.perf_counter(), 0.0)))
 
         await asyncio.gather(*(client(seed) for seed in range(clients)))
     return answers
