@@ -282,22 +282,16 @@ class GatewayCore:
         # This replica's own view of health counts at once; the control state catches up on the next sync.
         states = [s if s.name not in self.health.down else replace(s, healthy=False) for s in state.snapshot.states]
         gateway = self.fleet.gateway
-        bounds = {
-            region.name: admission_bound(
-                state.knobs[region.name].work_slots,
-                region.capacity_replicas if region.endpoint_url else self.fleet.serving.replicas_per_region,
-                gateway.replicas,
-                gateway.admission_queue_factor,
-            )
-            for region in self.fleet.regions
-        }
-        stress = {s.name: s.stress_level for s in states}
-        item_ms, servers = {}, {}
+        bounds, item_ms, servers = {}, {}, {}
         for region in self.fleet.regions:
             knobs = state.knobs[region.name]
+            replicas = region.capacity_replicas if region.endpoint_url else self.fleet.serving.replicas_per_region
+            bounds[region.name] = admission_bound(
+                knobs.work_slots, replicas, gateway.replicas, gateway.admission_queue_factor
+            )
             item_ms[region.name] = self.calibration.cpu_ms_per_item(knobs.precision_for("tolerant"), knobs.work_slots)
-            threads = region.capacity_replicas if region.endpoint_url else self.fleet.serving.replicas_per_region
-            servers[region.name] = threads * self.fleet.serving.torch_threads / gateway.replicas
+            servers[region.name] = replicas * self.fleet.serving.torch_threads / gateway.replicas
+        stress = {s.name: s.stress_level for s in states}
         self._view = _View(key, states, stress, {s.name: s.headroom for s in states}, bounds, item_ms, servers)
         return self._view
 
