@@ -7,8 +7,10 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal, TypeVar
 
+import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
 
 from fleet.base import UtcDatetime
@@ -21,6 +23,16 @@ TOKEN_IDS_HELP = (
     "input: token-id arrays are not supported: the fleet's model has its own tokenizer, so send the texts as strings. "
     "LangChain's OpenAIEmbeddings sends token ids by default: construct it with check_embedding_ctx_length=False."
 )
+
+
+class FastJSONResponse(JSONResponse):
+    """A JSON response rendered by orjson: an embeddings answer is thousands of floats, and the standard library's
+    encoder spent more of the gateway's CPU on them (about 1.5 ms for four sentences) than routing and admission
+    together. Clients read back the same floats: both write each float's shortest round-trip form (orjson writes a
+    small exponent as 1e-8 where the standard library writes 1e-08)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 class ApiError(Exception):

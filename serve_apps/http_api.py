@@ -29,6 +29,7 @@ from serve_apps.api_schema import (
     ApiError,
     EmbeddingsRequest,
     EventRequest,
+    FastJSONResponse,
     error_body,
     is_token_ids,
     read_json,
@@ -206,7 +207,7 @@ def create_app(
         held = deferred.outcome is not None
         usage = await tenancy.served(core, caller, tiered, served, len(texts), x_request_id, held)  # tenants' usage
         headers = {**_routing_headers(served), **usage, **deferred.headers()}
-        return JSONResponse(embeddings_body(served.result, request.encoding_format), headers=headers)
+        return FastJSONResponse(embeddings_body(served.result, request.encoding_format), headers=headers)
 
     @app.get("/v1/route")
     async def route_explain(

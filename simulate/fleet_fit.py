@@ -161,8 +161,7 @@ class FleetFit:
         every hour's curtailment is at least as deep)."""
         context = self._context(zone)
         reader = PrecomputedReader(context.trace)
-        if self.baseline_kw is None:
-            self.baseline_kw = self._baseline_kw(context, reader, zone)
+        self.ensure_baseline(zone)
         fits = tuple(
             self._check_rate(context, reader, model, rate_pct, load_mw) for rate_pct, load_mw in sorted(loads_mw)
         )
@@ -173,9 +172,16 @@ class FleetFit:
             best = fit
         return ZoneFit(fits, None if best is None else best.rate_pct, 0.0 if best is None else best.load_mw)
 
+    def ensure_baseline(self, zone: ZoneDemand) -> float:
+        """The mix's mean draw without control at unit scale (the template's capacity), measured on the first zone
+        checked and kept: L MW of new load is this region scaled by L / baseline."""
+        if self.baseline_kw is None:
+            context = self._context(zone)
+            self.baseline_kw = self._baseline_kw(context, PrecomputedReader(context.trace), zone)
+        return self.baseline_kw
+
     def _baseline_kw(self, context: FleetContext, reader: PrecomputedReader, zone: ZoneDemand) -> float:
-        # The mix's mean draw without control at unit scale (the template's capacity): L MW of new load is this
-        # region scaled by L / baseline. Thirty days after the job warm-up: the jobs' Poisson noise averages out.
+        # Thirty days after the job warm-up: the jobs' Poisson noise averages out.
         start = int(zone.times_s[0]) + 14 * 24 * HOUR_S
         run = self._run(context, reader, start, start + 30 * 24 * HOUR_S, frozenset(), ())
         return float(run.series["grid_kw"].mean())

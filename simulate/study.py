@@ -3,8 +3,9 @@ published figures it is compared with; the stable JSON (schema gridshift.curtail
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -135,30 +136,43 @@ def parse_years(text: str) -> tuple[int, int]:
     return span
 
 
+ZoneMap = Callable[[Callable[[str], "ZoneStudy"], Sequence[str]], Iterable["ZoneStudy"]]
+"""How the zones are studied: the builtin `map` (one after another), or a process pool's `map` (the CLI's
+--workers): each zone is independent, and with a fleet mix its simulation is most of the time."""
+
+
 def run_study(
     folder: Path,
     zones: Sequence[str],
     rates_pct: Sequence[float] = DEFAULT_RATES_PCT,
     years: tuple[int, int] = DEFAULT_YEARS,
     fit: FleetFit | None = None,
+    map_zones: ZoneMap = map,
 ) -> CurtailmentStudy:
     check_zones(tuple(zones))
     if not folder.is_dir():
         raise StudyDataError(f"demand folder {folder} does not exist (the shared data's eia930/demand_2015_2024)")
+    if fit is not None and zones:
+        # The mix's unit-scale draw is measured once, on the first zone, before the zones part ways: the answer is
+        # then the same whichever process studies which zone.
+        fit.ensure_baseline(load_zone_demand(folder, zones[0], years[0], years[1]))
+    one_zone = partial(zone_study, folder, rates_pct=tuple(rates_pct), years=years, fit=fit)
+    studies = tuple(map_zones(one_zone, zones))
+    return CurtailmentStudy(studies, tuple(rates_pct), years, None if fit is None else fit.mix.label)
+
+
+def zone_study(
+    folder: Path, zone: str, *, rates_pct: tuple[float, ...], years: tuple[int, int], fit: FleetFit | None
+) -> ZoneStudy:
     year_list = tuple(range(years[0], years[1] + 1))
-    studies = []
-    for zone in zones:
-        demand = load_zone_demand(folder, zone, years[0], years[1])
-        model = ZoneModel(demand, year_list)
-        if not model.years:
-            raise StudyDataError(f"zone {zone!r}: no observed hour in {years[0]}-{years[1]}")
-        results = tuple(rate_result(model, rate) for rate in rates_pct)
-        used = tuple(year for year in year_list if year in set(_years_with_data(model)))
-        zone_fit = (
-            None if fit is None else fit.check_zone(demand, model, [(r.rate_pct, r.headroom_mw) for r in results])
-        )
-        studies.append(ZoneStudy(zone, model.thresholds, demand.report, used, results, zone_fit))
-    return CurtailmentStudy(tuple(studies), tuple(rates_pct), years, None if fit is None else fit.mix.label)
+    demand = load_zone_demand(folder, zone, years[0], years[1])
+    model = ZoneModel(demand, year_list)
+    if not model.years:
+        raise StudyDataError(f"zone {zone!r}: no observed hour in {years[0]}-{years[1]}")
+    results = tuple(rate_result(model, rate) for rate in rates_pct)
+    used = tuple(year for year in year_list if year in set(_years_with_data(model)))
+    zone_fit = None if fit is None else fit.check_zone(demand, model, [(r.rate_pct, r.headroom_mw) for r in results])
+    return ZoneStudy(zone, model.thresholds, demand.report, used, results, zone_fit)
 
 
 def _years_with_data(model: ZoneModel) -> list[int]:

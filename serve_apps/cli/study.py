@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from simulate.curtailment_data import STUDY_ZONES
@@ -19,7 +22,14 @@ def cmd_curtailment(args: argparse.Namespace) -> int:
     zones = tuple(z.strip() for z in args.zones.split(",") if z.strip()) if args.zones else STUDY_ZONES
     # Parsed before any data is read, so a bad mix is refused at once.
     fit = None if args.fleet_mix is None else FleetFit(parse_mix(args.fleet_mix), seed=args.seed)
-    study = run_study(Path(args.data), zones, parse_rates(args.rates), parse_years(args.years), fit)
+    rates, years = parse_rates(args.rates), parse_years(args.years)
+    if fit is None or args.workers == 1 or len(zones) == 1:
+        study = run_study(Path(args.data), zones, rates, years, fit)
+    else:
+        # Spawned, not forked: a forked child inherits locks that other threads of this process may hold.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(args.workers, len(zones)), mp_context=context) as pool:
+            study = run_study(Path(args.data), zones, rates, years, fit, pool.map)
     body = study.to_dict()
     if args.report:
         page = study_report(Path(args.report), body)
@@ -41,6 +51,13 @@ def cmd_curtailment(args: argparse.Namespace) -> int:
     if study.mix_label is not None:
         _print_fleet_mix(study)
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _print_fleet_mix(study: CurtailmentStudy) -> None:
@@ -86,4 +103,10 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="realtime=..,tolerant=..,batch=..,training=..: which rate new AI load of this mix delivers (simulated)",
     )
     curtailment.add_argument("--seed", type=int, default=0, help="job draws of the --fleet-mix simulation")
+    curtailment.add_argument(
+        "--workers",
+        type=_positive,
+        default=os.cpu_count() or 1,
+        help="processes simulating --fleet-mix zones side by side (default: one per CPU; the answer is the same)",
+    )
     curtailment.set_defaults(func=cmd_curtailment)

@@ -7,10 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from serve_apps.api_schema import json_depth_exceeds
+from serve_apps.api_schema import FastJSONResponse, json_depth_exceeds
+from serve_apps.backends import RegionalResult
+from serve_apps.http_api import embeddings_body
 from tests.fakes import FakeRegion
 from tests.unit.gateway_app import ADMIN, REGIONS, gateway_app
 
@@ -153,3 +156,13 @@ def test_corpus_of_malformed_requests_gets_json_4xx(client: TestClient, case: Pa
     response = client.request(spec["method"], spec["path"], content=body, headers=headers)
     assert 400 <= response.status_code < 500, (case.name, response.status_code, response.text)
     assert response.json()["error"]["message"]
+
+
+def test_the_fast_embeddings_json_is_the_standard_librarys_text() -> None:
+    # orjson renders the answer for speed; clients must read back exactly the floats the standard library wrote.
+    vectors = np.random.default_rng(7).standard_normal((3, 384)).astype(np.float32)
+    vectors[0, :3] = [1e-8, -0.0, 3.0e12]
+    body = embeddings_body(RegionalResult("us-west-2", vectors, "fp32", 12, "all-MiniLM-L6-v2 \u00e9"))
+    fast = json.loads(FastJSONResponse(body).body)
+    assert fast == json.loads(json.dumps(body, ensure_ascii=False, allow_nan=False))
+    assert np.array_equal(np.array([item["embedding"] for item in fast["data"]], dtype=np.float32), vectors)

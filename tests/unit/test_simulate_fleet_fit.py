@@ -107,3 +107,26 @@ def test_the_cli_adds_fleet_mix_to_the_v1_json(shared_data, capsys):
     assert with_backup["storage_mwh_per_mw"] > 0  # the fleet alone cannot empty the record-peak hour
     assert body["fleet_mix"]["with_backup"]["0.25"]["absorbable_mw_total"] == with_backup["absorbable_mw"]
     assert with_backup["absorbable_mw"] == zone["results"][0]["headroom_mw"]
+
+
+def test_zones_simulated_in_worker_processes_give_the_serial_answer(shared_data, capsys):
+    # Two processes, two zones: each zone's fit must not depend on which process ran it or on what ran before it
+    # there (the unit-scale baseline is measured once, on the first zone, before the zones part ways).
+    folder = shared_data / "eia930" / "demand_2015_2024"
+    mix = "realtime=0.3,tolerant=0.2,batch=0.3,training=0.2"
+    args = ["--zones", "CISO,BPAT", "--rates", "0.25", "--years", "2022-2022", "--data", str(folder)]
+    args += ["--fleet-mix", mix]
+    answers = []
+    for workers in ("1", "2"):
+        assert main(["study", "curtailment", *args, "--workers", workers, "--json"]) == 0
+        answers.append(json.loads(capsys.readouterr().out))
+    serial, parallel = answers
+    assert parallel == serial
+    assert [zone["zone"] for zone in parallel["zones"]] == ["CISO", "BPAT"]
+    assert all(zone["fleet_mix"]["rates"][0]["windows_simulated"] > 0 for zone in parallel["zones"])
+
+
+def test_workers_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        main(["study", "curtailment", "--workers", "0"])
+    assert "--workers: must be at least 1" in capsys.readouterr().err
