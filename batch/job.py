@@ -9,13 +9,14 @@ import os
 import sys
 from collections.abc import Callable
 
-from batch.control import GATE_TIMEOUT_S, ControlGate
+from batch.control import control_gate
 from batch.runner import JobResult, run_job, validate_spec
 from batch.spec import BatchJobSpec
 from fleet.config import FleetConfig
 from fleet.errors import GridshiftError
 from fleet.loaders import parse_fleet
 from policies.actors.control import control_client
+from policies.actors.gate_line import GATE_TIMEOUT_S
 from policies.batch_gate import JobProgress
 
 SPEC_ENV = "GRIDSHIFT_BATCH_SPEC"
@@ -53,7 +54,7 @@ def run_driver(
     cluster has none (a local run); a Ray Job finds the one its cluster's gateway started, by name."""
     validate_spec(spec)
     client = control_client(fleet if create_control else None, timeout_s=GATE_TIMEOUT_S)
-    gate = ControlGate(client, fleet)
+    gate = control_gate(client, fleet)
     try:
         return run_job(spec, gate, on_progress=on_progress)
     except Exception as error:

@@ -13,8 +13,9 @@ from fleet.config import FleetConfig
 from fleet.errors import GridshiftError
 from fleet.loaders import parse_fleet
 from policies.actors.control import control_client
+from policies.actors.gate_line import GATE_TIMEOUT_S
 from policies.training_gate import TrainingProgress, deadline_problem
-from training.control import GATE_TIMEOUT_S, TrainingGate
+from training.control import training_gate
 from training.runner import RunResult, restored, run_job
 from training.spec import TrainingJobSpec, TrainingSpecError, validate_spec
 
@@ -62,7 +63,7 @@ def run_driver(
     cluster has none (a local run); a Ray Job finds the one its cluster's gateway started, by name."""
     validate_spec(spec)
     client = control_client(fleet if create_control else None, timeout_s=GATE_TIMEOUT_S)
-    gate = TrainingGate(client, fleet)
+    gate = training_gate(client, fleet)
     try:
         now_s = gate.now_s()
         if now_s is not None:

@@ -38,7 +38,7 @@ _RATE_SMOOTHING = 0.5
 
 
 class JobControl(Protocol):
-    """What the driver needs of the control plane (training.control.TrainingGate over the actor)."""
+    """What the driver needs of the control plane (training.control.training_gate over the actor)."""
 
     def gate(self, progress: TrainingProgress) -> TrainingAnswer | None: ...
 
