@@ -3,9 +3,6 @@ and `run_driver`, the same code in the foreground for `gridshift batch submit --
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import sys
 from collections.abc import Callable
 
@@ -13,17 +10,13 @@ from batch.control import control_gate
 from batch.runner import JobResult, run_job, validate_spec
 from batch.spec import BatchJobSpec
 from fleet.config import FleetConfig
-from fleet.errors import GridshiftError
-from fleet.loaders import parse_fleet
 from policies.actors.control import control_client
 from policies.actors.gate_line import GATE_TIMEOUT_S
 from policies.batch_gate import JobProgress
+from rayjobs.driver import run_job_main
 
 SPEC_ENV = "GRIDSHIFT_BATCH_SPEC"
-FLEET_ENV = "GRIDSHIFT_FLEET"
-"""Environment variables that carry a submitted job's spec and fleet (JSON) into its Ray Job."""
-
-logger = logging.getLogger("gridshift.batch")
+"""The environment variable that carries a submitted job's spec (JSON) into its Ray Job (the fleet: rayjobs.driver)."""
 
 
 def failed(spec: BatchJobSpec, error: BaseException) -> JobProgress:
@@ -62,28 +55,18 @@ def run_driver(
         raise
 
 
-def main() -> int:
-    """The Ray Job's entry point: the spec and fleet come in the job's environment (set at submission)."""
-    import ray
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        spec = BatchJobSpec.model_validate_json(os.environ[SPEC_ENV])
-        fleet = parse_fleet(json.loads(os.environ[FLEET_ENV]), source=FLEET_ENV)
-    except KeyError as missing:
-        print(f"batch job: {missing} is not set; submit jobs with `gridshift batch submit`", file=sys.stderr)
-        return 2
-    ray.init(address="auto", namespace="gridshift", logging_level=logging.WARNING)
-    try:
-        result = run_driver(spec, fleet)
-    except GridshiftError as error:
-        print(f"batch job {spec.job_id} failed: {error}", file=sys.stderr)
-        return 1
-    print(
+def _summary(spec: BatchJobSpec, result: JobResult) -> str:
+    return (
         f"batch job {spec.job_id}: {result.rows} rows committed ({result.units_run} units run, "
         f"{result.units_skipped} already committed, {result.segments} segments)"
     )
-    return 0
+
+
+def main() -> int:
+    """The Ray Job's entry point (rayjobs.driver): the spec and fleet come in the job's environment."""
+    return run_job_main(
+        "batch", "gridshift batch submit", SPEC_ENV, BatchJobSpec.model_validate_json, run_driver, _summary
+    )
 
 
 if __name__ == "__main__":

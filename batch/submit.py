@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from batch.job import FLEET_ENV, SPEC_ENV
+from batch.job import SPEC_ENV
 from batch.spec import BatchJobSpec, JobSpecError
 from fleet.config import FleetConfig
 from rayjobs import submission
+from rayjobs.driver import job_environment
 from rayjobs.submission import RayJobState, cluster_nodes
 from router.placement import ClusterNode
 
@@ -48,7 +49,7 @@ def submit_job(
         job_id=spec.job_id,
         region=spec.region,
         entry_module="batch.job",
-        env_vars={SPEC_ENV: spec.model_dump_json(), FLEET_ENV: fleet.model_dump_json()},
+        env_vars=job_environment(SPEC_ENV, spec, fleet),
         metadata=job_metadata(spec),
     )
     return submission.submit(

@@ -3,27 +3,20 @@ and `run_driver`, the same code in the foreground for `gridshift train submit --
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import sys
 from collections.abc import Callable
 
 from fleet.config import FleetConfig
-from fleet.errors import GridshiftError
-from fleet.loaders import parse_fleet
 from policies.actors.control import control_client
 from policies.actors.gate_line import GATE_TIMEOUT_S
 from policies.training_gate import TrainingProgress, deadline_problem
+from rayjobs.driver import run_job_main
 from training.control import training_gate
 from training.runner import RunResult, restored, run_job
 from training.spec import TrainingJobSpec, TrainingSpecError, validate_spec
 
 SPEC_ENV = "GRIDSHIFT_TRAINING_SPEC"
-FLEET_ENV = "GRIDSHIFT_FLEET"
-"""Environment variables that carry a submitted job's spec and fleet (JSON) into its Ray Job."""
-
-logger = logging.getLogger("gridshift.training")
+"""The environment variable that carries a submitted job's spec (JSON) into its Ray Job (the fleet: rayjobs.driver)."""
 
 
 def failed(spec: TrainingJobSpec, error: BaseException) -> TrainingProgress:
@@ -74,28 +67,18 @@ def run_driver(
         raise
 
 
-def main() -> int:
-    """The Ray Job's entry point: the spec and fleet come in the job's environment (set at submission)."""
-    import ray
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        spec = TrainingJobSpec.model_validate_json(os.environ[SPEC_ENV])
-        fleet = parse_fleet(json.loads(os.environ[FLEET_ENV]), source=FLEET_ENV)
-    except KeyError as missing:
-        print(f"training job: {missing} is not set; submit jobs with `gridshift train submit`", file=sys.stderr)
-        return 2
-    ray.init(address="auto", namespace="gridshift", logging_level=logging.WARNING)
-    try:
-        result = run_driver(spec, fleet)
-    except GridshiftError as error:
-        print(f"training job {spec.job_id} failed: {error}", file=sys.stderr)
-        return 1
-    print(
+def _summary(spec: TrainingJobSpec, result: RunResult) -> str:
+    return (
         f"training job {spec.job_id}: {result.steps_done} steps committed in {result.segments} segment(s), "
         f"{len(result.pauses)} pause(s); final checkpoint {result.checkpoint_path}; metrics {result.metrics}"
     )
-    return 0
+
+
+def main() -> int:
+    """The Ray Job's entry point (rayjobs.driver): the spec and fleet come in the job's environment."""
+    return run_job_main(
+        "training", "gridshift train submit", SPEC_ENV, TrainingJobSpec.model_validate_json, run_driver, _summary
+    )
 
 
 if __name__ == "__main__":

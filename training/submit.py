@@ -8,9 +8,10 @@ from collections.abc import Sequence
 
 from fleet.config import FleetConfig
 from rayjobs import submission
+from rayjobs.driver import job_environment
 from rayjobs.submission import RayJobState, cluster_nodes
 from router.placement import ClusterNode
-from training.job import FLEET_ENV, SPEC_ENV
+from training.job import SPEC_ENV
 from training.spec import TrainingJobSpec, TrainingSpecError
 
 __all__ = ["JOB_KIND", "RayJobState", "cluster_nodes", "merged_statuses", "ray_jobs", "submit_job"]
@@ -35,7 +36,7 @@ def submit_job(
         job_id=spec.job_id,
         region=spec.region,
         entry_module="training.job",
-        env_vars={SPEC_ENV: spec.model_dump_json(), FLEET_ENV: fleet.model_dump_json()},
+        env_vars=job_environment(SPEC_ENV, spec, fleet),
         metadata={
             "gridshift": JOB_KIND,
             "region": spec.region,
