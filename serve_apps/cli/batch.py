@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from fleet.errors import GridshiftError
-from fleet.loaders import load_fleet
 from fleet.times import utc_now_from
-from serve_apps.admin_token import ADMIN_TOKEN_ENV
 from serve_apps.cli.common import add_common_args, fleet_context
+from serve_apps.cli.jobs import (
+    add_status_and_control,
+    add_submission_args,
+    admin_token,
+    bar,
+    common_lines,
+    gateway_client,
+    show_status,
+    submit,
+    validated_spec,
+)
 
 
 def cmd_batch_plan(args: argparse.Namespace) -> int:
@@ -58,19 +64,6 @@ def cmd_batch_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_token() -> str:
-    token = os.environ.get(ADMIN_TOKEN_ENV)
-    if not token:
-        raise GridshiftError(f"set {ADMIN_TOKEN_ENV} to the gateway's admin token (gridshift up prints it)")
-    return token
-
-
-def _client(args: argparse.Namespace) -> Any:
-    from serve_apps.client import GridshiftClient
-
-    return GridshiftClient(args.url)
-
-
 def _spec(args: argparse.Namespace) -> Any:
     from batch.spec import BatchJobSpec
 
@@ -91,35 +84,15 @@ def _spec(args: argparse.Namespace) -> Any:
         "block_rows": args.block_rows,
         "max_workers": args.max_workers,
     }
-    try:
-        return BatchJobSpec.model_validate(spec_data)
-    except ValidationError as error:
-        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
-        raise GridshiftError(f"invalid batch job: {fields}") from None
+    return validated_spec(BatchJobSpec, spec_data, "batch")
 
 
 def cmd_batch_submit(args: argparse.Namespace) -> int:
     from batch.runner import validate_spec
-
-    spec = _spec(args)
-    fleet = load_fleet(args.fleet)
-    if args.region not in fleet.region_names:
-        raise GridshiftError(f"--region: {args.region!r} is not in the fleet {list(fleet.region_names)}")
-    validate_spec(spec)  # before any cluster work: pipeline, input, output
-    if args.local:
-        return _run_local(spec, fleet, args)
     from batch.submit import submit_job
 
-    submission = submit_job(
-        spec, fleet, address=args.address, working_dir=args.working_dir, requirements=args.requirements
-    )
-    print(submission)
-    where = f" --address {args.address}" if args.address else ""
-    print(
-        f"  logs: ray job logs {submission}{where}   progress: gridshift batch status {submission} --watch",
-        file=sys.stderr,
-    )
-    return 0
+    # validate_spec before any cluster work: pipeline, input, output.
+    return submit(args, _spec(args), verb="batch", validate=validate_spec, submit_job=submit_job, run_local=_run_local)
 
 
 def _run_local(spec: Any, fleet: Any, args: argparse.Namespace) -> int:
@@ -164,7 +137,7 @@ class ProgressBar:
         eta = "" if left_s is None or progress.state == "done" else f"  ~{left_s:,.0f} s left"
         why = f"  ({progress.reason})" if progress.reason and progress.state != "running" else ""
         line = (
-            f"{progress.state:<8} {_bar(progress.rows_done, progress.rows_total)} "
+            f"{progress.state:<8} {bar(progress.rows_done, progress.rows_total)} "
             f"{progress.rows_done:,}/{progress.rows_total:,} rows  {rate:,.0f} rows/s{eta}{why}"
         )
         if self._tty:
@@ -179,70 +152,27 @@ class ProgressBar:
             self._stream.flush()
 
 
-def _bar(done: int, total: int, width: int = 24) -> str:
-    filled = 0 if total <= 0 else round(width * done / total)
-    return "[" + "#" * filled + "." * (width - filled) + "]"
-
-
-def _tier_line(job: dict[str, Any]) -> list[str]:
-    """Whose job, at which flexibility tier, and what the grid did to it (docs/tenants.md#flexibility-tiers)."""
-    if job.get("flex_tier") is None and not job.get("tenant_id"):
-        return []
-    did = ", ".join(job.get("effects") or []) or "nothing"
-    return [f"  tier {job.get('flex_tier', '-')}  tenant {job.get('tenant_id') or '-'}  the grid: {did}"]
-
-
 def _status_lines(job: dict[str, Any]) -> list[str]:
-    lines = [
-        f"{job['job_id']}  {job['state']:<8} {_bar(job['rows_done'], job['rows_total'])} "
-        f"{job['rows_done']:,}/{job['rows_total']:,} rows  {job['rows_per_second']:,.1f} rows/s  region {job['region']}"
+    return [
+        f"{job['job_id']}  {job['state']:<8} {bar(job['rows_done'], job['rows_total'])} {job['rows_done']:,}/"
+        f"{job['rows_total']:,} rows  {job['rows_per_second']:,.1f} rows/s  region {job['region']}",
+        *common_lines(job),
     ]
-    if job["reason"]:
-        lines.append(f"  why: {job['reason']}")
-    lines += _tier_line(job)
-    if job["state"] == "paused" and job["expected_resume"]:
-        lines.append(f"  expected resume: {job['expected_resume']}")
-    if job.get("deadline"):
-        track = "on track" if job["on_track"] else "AT RISK"
-        lines.append(f"  expected finish: {job['expected_finish'] or '-'}  deadline: {job['deadline']}  ({track})")
-    if job.get("ray_status"):
-        lines.append(f"  ray job: {job['ray_status']}")
-    return lines
 
 
 def cmd_batch_status(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = gateway_client(args)
 
     def fetch() -> list[dict[str, Any]]:
         jobs: list[dict[str, Any]] = [client.job(args.job)] if args.job else client.jobs()
         return jobs
 
-    if args.json:
-        print(json.dumps({"jobs": fetch()}, indent=2))
-        return 0
-    if not args.watch:
-        jobs = fetch()
-        print("\n".join(line for job in jobs for line in _status_lines(job)) if jobs else "no batch jobs")
-        return 0
-    from serve_apps.cli.live_view import LiveView
-
-    try:
-        # Redrawn in place on a terminal (rich); elsewhere, one plain block per refresh.
-        with LiveView() as view:
-            while True:
-                jobs = fetch()
-                text = "\n".join(line for job in jobs for line in _status_lines(job)) if jobs else "no batch jobs"
-                view.show(time.strftime("%H:%M:%S") + "\n" + text)
-                if jobs and all(job["state"] in ("done", "failed", "stopped") for job in jobs):
-                    return 0
-                time.sleep(args.every)
-    except KeyboardInterrupt:
-        return 0
+    return show_status(args, fetch, _status_lines, "no batch jobs")
 
 
 def cmd_batch_control(args: argparse.Namespace) -> int:
-    client = _client(args)
-    token = _admin_token()
+    client = gateway_client(args)
+    token = admin_token()
     answer = client.pause_job(args.job, token) if args.action == "pause" else client.resume_job(args.job, token)
     print(f"{answer['requested']} requested for {answer['job_id']}: no new input block starts once it takes effect")
     return 0
@@ -275,25 +205,12 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     submit.add_argument("--max-workers", type=int, default=2, help="most workers a pipeline stage runs")
     submit.add_argument("--job-id", help="job id (default: random)")
-    submit.add_argument("--fleet", help="fleet YAML (default: the packaged fleet)")
-    submit.add_argument(
-        "--address", help="Ray Jobs API (the dashboard's URL, e.g. http://127.0.0.1:8265); default: this machine's"
-    )
-    submit.add_argument("--working-dir", help="upload this folder with the job and put it on its path (your code)")
-    submit.add_argument("--requirements", help="requirements file installed for the job (pip)")
-    submit.add_argument("--local", action="store_true", help="run the driver here, in the foreground, with a bar")
-    submit.add_argument("--ray-address", help="with --local: join this Ray cluster (GCS address; default: start one)")
+    add_submission_args(submit, "run the driver here, in the foreground, with a bar")
     submit.set_defaults(func=cmd_batch_submit)
-
-    status = batch_verbs.add_parser("status", help="state, progress and expected finish of batch jobs")
-    status.add_argument("job", nargs="?", help="one job (default: all)")
-    status.add_argument("--url", default="http://127.0.0.1:8000")
-    status.add_argument("--json", action="store_true")
-    status.add_argument("--watch", action="store_true", help="redraw until every job is done, failed or stopped")
-    status.add_argument("--every", type=float, default=1.0, help="with --watch: seconds between refreshes")
-    status.set_defaults(func=cmd_batch_status)
-    for action in ("pause", "resume"):
-        control = batch_verbs.add_parser(action, help=f"{action} a job at its next shard boundary")
-        control.add_argument("job")
-        control.add_argument("--url", default="http://127.0.0.1:8000")
-        control.set_defaults(func=cmd_batch_control, action=action)
+    add_status_and_control(
+        batch_verbs,
+        "state, progress and expected finish of batch jobs",
+        cmd_batch_status,
+        "{action} a job at its next shard boundary",
+        cmd_batch_control,
+    )

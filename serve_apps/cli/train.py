@@ -10,17 +10,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from fleet.errors import GridshiftError
-from fleet.loaders import load_fleet
-from serve_apps.cli.batch import _admin_token, _bar, _tier_line
-
-
-def _client(args: argparse.Namespace) -> Any:
-    from serve_apps.client import GridshiftClient
-
-    return GridshiftClient(args.url)
+from serve_apps.cli.jobs import (
+    add_status_and_control,
+    add_submission_args,
+    admin_token,
+    bar,
+    common_lines,
+    gateway_client,
+    show_status,
+    submit,
+    validated_spec,
+)
 
 
 def _spec(args: argparse.Namespace) -> Any:
@@ -48,35 +49,15 @@ def _spec(args: argparse.Namespace) -> Any:
         "storage_path": storage,
         "step_s": args.step_s,
     }
-    try:
-        return TrainingJobSpec.model_validate(data)
-    except ValidationError as error:
-        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
-        raise GridshiftError(f"invalid training job: {fields}") from None
+    return validated_spec(TrainingJobSpec, data, "training")
 
 
 def cmd_train_submit(args: argparse.Namespace) -> int:
     from training.spec import validate_spec
-
-    spec = _spec(args)
-    fleet = load_fleet(args.fleet)
-    if args.region not in fleet.region_names:
-        raise GridshiftError(f"--region: {args.region!r} is not in the fleet {list(fleet.region_names)}")
-    validate_spec(spec)  # before any cluster work: the trainer imports, the storage path is writable
-    if args.local:
-        return _run_local(spec, fleet, args)
     from training.submit import submit_job
 
-    submission = submit_job(
-        spec, fleet, address=args.address, working_dir=args.working_dir, requirements=args.requirements
-    )
-    print(submission)
-    where = f" --address {args.address}" if args.address else ""
-    print(
-        f"  logs: ray job logs {submission}{where}   progress: gridshift train status {submission} --watch",
-        file=sys.stderr,
-    )
-    return 0
+    # validate_spec before any cluster work: the trainer imports, the storage path is writable.
+    return submit(args, _spec(args), verb="train", validate=validate_spec, submit_job=submit_job, run_local=_run_local)
 
 
 def _run_local(spec: Any, fleet: Any, args: argparse.Namespace) -> int:
@@ -96,7 +77,7 @@ def _run_local(spec: Any, fleet: Any, args: argparse.Namespace) -> int:
         last[0] = now
         why = f"  ({progress.reason})" if progress.reason and progress.state != "running" else ""
         print(
-            f"{progress.state:<8} {_bar(progress.steps_done, progress.steps_total)} {progress.steps_done:,}/"
+            f"{progress.state:<8} {bar(progress.steps_done, progress.steps_total)} {progress.steps_done:,}/"
             f"{progress.steps_total:,} steps committed  {progress.workers} worker(s){why}",
             file=sys.stderr,
             flush=True,
@@ -114,55 +95,26 @@ def _run_local(spec: Any, fleet: Any, args: argparse.Namespace) -> int:
 def _status_lines(job: dict[str, Any]) -> list[str]:
     done, total = int(job.get("steps_done") or 0), int(job.get("steps_total") or 0)
     size = f"{job.get('workers', 0)}x{job.get('threads_per_worker', 0)} of {job.get('max_workers', '?')} workers"
-    lines = [
-        f"{job['job_id']}  {job['state']:<8} {_bar(done, total)} {done:,}/{total:,} steps committed "
+    return [
+        f"{job['job_id']}  {job['state']:<8} {bar(done, total)} {done:,}/{total:,} steps committed "
         f"(at {job.get('steps_seen', 0):,})  {job.get('steps_per_second', 0.0):,.1f} steps/s  {size}  "
-        f"tier {job.get('flex_tier', '?')}  region {job['region']}"
+        f"tier {job.get('flex_tier', '?')}  region {job['region']}",
+        *common_lines(job),
     ]
-    if job.get("reason"):
-        lines.append(f"  why: {job['reason']}")
-    lines += _tier_line(job)
-    if job["state"] == "paused" and job.get("expected_resume"):
-        lines.append(f"  expected resume: {job['expected_resume']}")
-    if job.get("deadline"):
-        track = "on track" if job.get("on_track") else "AT RISK"
-        lines.append(f"  expected finish: {job.get('expected_finish') or '-'}  deadline: {job['deadline']}  ({track})")
-    if job.get("ray_status"):
-        lines.append(f"  ray job: {job['ray_status']}")
-    return lines
 
 
 def cmd_train_status(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = gateway_client(args)
 
     def fetch() -> list[dict[str, Any]]:
         jobs: list[dict[str, Any]] = [client.training_job(args.job)] if args.job else client.training_jobs()
         return jobs
 
-    def text(jobs: list[dict[str, Any]]) -> str:
-        return "\n".join(line for job in jobs for line in _status_lines(job)) if jobs else "no training jobs"
-
-    if args.json:
-        print(json.dumps({"jobs": fetch()}, indent=2))
-        return 0
-    if not args.watch:
-        print(text(fetch()))
-        return 0
-    tty = sys.stdout.isatty()
-    try:
-        while True:
-            jobs = fetch()
-            # Redraw in place on a terminal; elsewhere, one block per refresh.
-            print(("\x1b[H\x1b[2J" if tty else "") + time.strftime("%H:%M:%S ") + "\n" + text(jobs), flush=True)
-            if jobs and all(job["state"] in ("done", "failed", "stopped") for job in jobs):
-                return 0
-            time.sleep(args.every)
-    except KeyboardInterrupt:
-        return 0
+    return show_status(args, fetch, _status_lines, "no training jobs")
 
 
 def cmd_train_control(args: argparse.Namespace) -> int:
-    answer = _client(args).control_training(args.job, args.action, _admin_token())
+    answer = gateway_client(args).control_training(args.job, args.action, admin_token())
     print(f"{answer['requested']} requested for {answer['job_id']}: {answer['detail']}")
     return 0
 
@@ -187,23 +139,12 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     submit.add_argument("--storage", default="~/gridshift-training", help="checkpoint storage: path (shared) or URI")
     submit.add_argument("--step-s", type=float, default=0.05, help="estimated seconds per step until measured")
     submit.add_argument("--job-id", help="job id (default: random); the same id resumes its checkpoints")
-    submit.add_argument("--fleet", help="fleet YAML (default: the packaged fleet)")
-    submit.add_argument("--address", help="Ray Jobs API (the dashboard's URL); default: this machine's cluster")
-    submit.add_argument("--working-dir", help="upload this folder with the job and put it on its path (your code)")
-    submit.add_argument("--requirements", help="requirements file installed for the job (pip)")
-    submit.add_argument("--local", action="store_true", help="run the driver here, in the foreground")
-    submit.add_argument("--ray-address", help="with --local: join this Ray cluster (GCS address; default: start one)")
+    add_submission_args(submit, "run the driver here, in the foreground")
     submit.set_defaults(func=cmd_train_submit)
-
-    status = train_verbs.add_parser("status", help="state, steps, size and expected finish of training jobs")
-    status.add_argument("job", nargs="?", help="one job (default: all)")
-    status.add_argument("--url", default="http://127.0.0.1:8000")
-    status.add_argument("--json", action="store_true")
-    status.add_argument("--watch", action="store_true", help="redraw until every job is done, failed or stopped")
-    status.add_argument("--every", type=float, default=1.0, help="with --watch: seconds between refreshes")
-    status.set_defaults(func=cmd_train_status)
-    for action in ("pause", "resume"):
-        control = train_verbs.add_parser(action, help=f"{action} a job (at its next step boundary, from a checkpoint)")
-        control.add_argument("job")
-        control.add_argument("--url", default="http://127.0.0.1:8000")
-        control.set_defaults(func=cmd_train_control, action=action)
+    add_status_and_control(
+        train_verbs,
+        "state, steps, size and expected finish of training jobs",
+        cmd_train_status,
+        "{action} a job (at its next step boundary, from a checkpoint)",
+        cmd_train_control,
+    )
