@@ -163,6 +163,6 @@ def test_the_fast_embeddings_json_is_the_standard_librarys_text() -> None:
     vectors = np.random.default_rng(7).standard_normal((3, 384)).astype(np.float32)
     vectors[0, :3] = [1e-8, -0.0, 3.0e12]
     body = embeddings_body(RegionalResult("us-west-2", vectors, "fp32", 12, "all-MiniLM-L6-v2 \u00e9"))
-    fast = json.loads(FastJSONResponse(body).body)
+    fast = json.loads(bytes(FastJSONResponse(body).body))
     assert fast == json.loads(json.dumps(body, ensure_ascii=False, allow_nan=False))
     assert np.array_equal(np.array([item["embedding"] for item in fast["data"]], dtype=np.float32), vectors)
