@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import statistics
 import sys
@@ -282,7 +283,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 file=sys.stderr,
             )
         started = time.perf_counter()
-        report = asyncio.run(measure(args, f"http://127.0.0.1:{args.port}", requests))
+        report = asyncio.run(measure(args, _base_url(args), requests))
         report["wall_s"] = round(time.perf_counter() - started, 1)
     finally:
         import ray
@@ -296,8 +297,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         trace=args.trace,
         level_s=args.level_s,
         model_cores=args.model_cores or None,
+        direct_ingress=args.direct_ingress,
     )
     return report
+
+
+def _base_url(args: argparse.Namespace) -> str:
+    """The proxy's address, or with --direct-ingress the gateway replica's own (Serve's first direct-ingress port)."""
+    if not args.direct_ingress:
+        return f"http://127.0.0.1:{args.port}"
+    return f"http://127.0.0.1:{os.environ.get('RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT', '30000')}"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -361,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         help="pin the model replicas to this many cores and everything else (proxy, gateway, load generator) to the "
         "rest: a one-machine stand-in for ingress with cores of its own (default 0: all share every core)",
     )
+    parser.add_argument(
+        "--direct-ingress",
+        action="store_true",
+        help="send to the gateway replica's own HTTP port, skipping Serve's proxy actor (Serve's direct ingress: set "
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 in the environment)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="toy durations, for CI: the output shape is checked")
     args = parser.parse_args(argv)
@@ -372,6 +387,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--multiples: numbers separated by commas, got {args.multiples!r}")
     if not args.multiples or min(args.multiples) <= 0 or args.level_s <= 0 or args.probe_s <= 0:
         parser.error("--multiples, --level-s and --probe-s must be positive")
+    if args.direct_ingress and "1" not in (
+        os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED"),
+        os.environ.get("RAY_SERVE_ENABLE_DIRECT_INGRESS"),
+    ):
+        parser.error("--direct-ingress: set RAY_SERVE_THROUGHPUT_OPTIMIZED=1 before the run (Ray reads it at start)")
     with contextlib.redirect_stdout(sys.stderr):  # Ray's notices: keep stdout for the result
         report = run(args)
     print(json.dumps(report, indent=2) if args.json else render(report))
