@@ -288,11 +288,12 @@ def _fallback(request: RouteRequest, scored: _Scored, config: RoutingConfig, exp
     candidates = healthy or known
     if not candidates:
         raise UnknownRegionError(f"origin {request.origin!r} has no round-trip time to any region of the fleet")
-    shift = request.mode is RoutingMode.SHIFT
+    # With no healthy region there is no calm healthy one to keep to: the nearest at all, whatever its grid.
+    avoid = request.mode is RoutingMode.SHIFT and bool(healthy)
     ranked = sorted(
         candidates,
         key=lambda i: (
-            shift and scored[i][0].stress_level >= config.avoid_stress_level,
+            avoid and scored[i][0].stress_level >= config.avoid_stress_level,
             scored[i][1] or 0.0,
             scored[i][0].name,
         ),
