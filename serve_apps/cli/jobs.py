@@ -16,12 +16,12 @@ from pydantic import BaseModel, ValidationError
 
 from fleet.config import FleetConfig
 from fleet.errors import GridshiftError
-from fleet.loaders import load_fleet
+from fleet.loaders import format_validation_errors, load_fleet
+from policies.training_jobs import FINISHED
 from serve_apps.admin_token import ADMIN_TOKEN_ENV
 
 Spec = TypeVar("Spec", bound=BaseModel)
 Job = dict[str, Any]
-FINAL_STATES = ("done", "failed", "stopped")
 
 
 def admin_token() -> str:
@@ -42,8 +42,7 @@ def validated_spec(model: type[Spec], data: dict[str, Any], kind: str) -> Spec:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
-        raise GridshiftError(f"invalid {kind} job: {fields}") from None
+        raise GridshiftError(f"invalid {kind} job:\n{format_validation_errors(error)}") from None
 
 
 def submit(
@@ -97,7 +96,7 @@ def show_status(
             while True:
                 jobs = fetch()
                 view.show(time.strftime("%H:%M:%S") + "\n" + text(jobs))
-                if jobs and all(job["state"] in FINAL_STATES for job in jobs):
+                if jobs and all(job["state"] in FINISHED for job in jobs):
                     return 0
                 time.sleep(args.every)
     except KeyboardInterrupt:

@@ -60,3 +60,16 @@ def test_the_bar_fills_with_the_share_done() -> None:
     assert bar(0, 0, width=4) == "[....]"
     assert bar(1, 2, width=4) == "[##..]"
     assert bar(5, 5, width=4) == "[####]"
+
+
+def test_a_bad_spec_names_each_field_and_why_as_fleet_configs_do() -> None:
+    from batch.spec import BatchJobSpec
+    from fleet.errors import GridshiftError
+    from serve_apps.cli.jobs import validated_spec
+
+    with pytest.raises(GridshiftError) as raised:
+        validated_spec(BatchJobSpec, {"job_id": "j1", "max_workers": 0}, "batch")
+    message = str(raised.value)
+    assert message.startswith("invalid batch job:\n")
+    assert "  max_workers: " in message
+    assert "  pipeline: Field required" in message
