@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_overload                 # capacity, then 0.5x 0.8x 1x 1.5x 2x, then 2x in an emergency
     python -m benchmarks.bench_overload --smoke         # toy durations, what CI runs: the output's shape is checked
+    python -m benchmarks.bench_overload --ingress proxy # through Serve's proxy actor (before: direct, as gridshift up)
 
 One local Ray cluster with the default fleet deployed as `gridshift up` does (policy and knob leases on), replaying
 the heat-wave peak in real time (us-west-1 at stress 3). Requests come from `../shared/data/workloads/` (one to
@@ -22,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import statistics
 import sys
@@ -36,6 +36,7 @@ import aiohttp
 from benchmarks.gateway_paths import MODEL, SENTENCES, bench_fleet
 from benchmarks.ideal_queue import ideal_latencies_s, item_seconds, percentile
 from benchmarks.process_cpu import cpu_by_role, pin_models, share_of, used
+from fleet.serving import Ingress
 from loadtests.azure_trace import TRACE_FILE, TraceRequest, load_trace_requests, schedule
 
 REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2")
@@ -270,9 +271,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from serve_apps.up import deploy, start_local_ray
 
     requests = load_trace_requests(Path(args.trace))
-    fleet = bench_fleet(args.port)
+    fleet = bench_fleet(args.port, args.fleet)
+    fleet = fleet.model_copy(update={"gateway": fleet.gateway.model_copy(update={"ingress": Ingress(args.ingress)})})
     print("bench_overload: starting a local Ray cluster and deploying the fleet ...", file=sys.stderr, flush=True)
-    start_local_ray(CLUSTER_CPUS, dashboard=False)
+    start_local_ray(CLUSTER_CPUS, dashboard=False, fleet=fleet)
     try:
         get_or_create_control_actor(fleet)
         deploy(fleet, ADMIN_TOKEN, blocking_timeout_s=300)
@@ -283,7 +285,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 file=sys.stderr,
             )
         started = time.perf_counter()
-        report = asyncio.run(measure(args, _base_url(args), requests))
+        report = asyncio.run(measure(args, f"http://127.0.0.1:{args.port}", requests))
         report["wall_s"] = round(time.perf_counter() - started, 1)
     finally:
         import ray
@@ -297,16 +299,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         trace=args.trace,
         level_s=args.level_s,
         model_cores=args.model_cores or None,
-        direct_ingress=args.direct_ingress,
+        ingress=args.ingress,
+        fleet=args.fleet,
     )
     return report
-
-
-def _base_url(args: argparse.Namespace) -> str:
-    """The proxy's address, or with --direct-ingress the gateway replica's own (Serve's first direct-ingress port)."""
-    if not args.direct_ingress:
-        return f"http://127.0.0.1:{args.port}"
-    return f"http://127.0.0.1:{os.environ.get('RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT', '30000')}"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -363,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-s", type=float, default=10.0, help="seconds of each capacity probe")
     parser.add_argument("--settle-s", type=float, default=3.0, help="pause between levels, s")
     parser.add_argument("--port", type=int, default=PORT)
+    parser.add_argument("--fleet", help="fleet YAML (default: the packaged fleet); replayed at the heat-wave peak")
     parser.add_argument(
         "--model-cores",
         type=int,
@@ -371,10 +368,11 @@ def main(argv: list[str] | None = None) -> int:
         "rest: a one-machine stand-in for ingress with cores of its own (default 0: all share every core)",
     )
     parser.add_argument(
-        "--direct-ingress",
-        action="store_true",
-        help="send to the gateway replica's own HTTP port, skipping Serve's proxy actor (Serve's direct ingress: set "
-        "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 in the environment)",
+        "--ingress",
+        choices=[Ingress.DIRECT.value, Ingress.PROXY.value],
+        default=Ingress.DIRECT.value,
+        help="direct (default, as gridshift up serves): the gateway replica serves the port itself; proxy: through "
+        "Serve's proxy actor, the path before direct ingress (run both for the comparison)",
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="toy durations, for CI: the output shape is checked")
@@ -387,11 +385,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--multiples: numbers separated by commas, got {args.multiples!r}")
     if not args.multiples or min(args.multiples) <= 0 or args.level_s <= 0 or args.probe_s <= 0:
         parser.error("--multiples, --level-s and --probe-s must be positive")
-    if args.direct_ingress and "1" not in (
-        os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED"),
-        os.environ.get("RAY_SERVE_ENABLE_DIRECT_INGRESS"),
-    ):
-        parser.error("--direct-ingress: set RAY_SERVE_THROUGHPUT_OPTIMIZED=1 before the run (Ray reads it at start)")
     with contextlib.redirect_stdout(sys.stderr):  # Ray's notices: keep stdout for the result
         report = run(args)
     print(json.dumps(report, indent=2) if args.json else render(report))

@@ -126,9 +126,10 @@ class DirectIngress:
 # Cluster set-up ---------------------------------------------------------------------------------------
 
 
-def bench_fleet(port: int) -> FleetConfig:
-    """The default fleet as tests/integration deploys it: peak replayed in real time, no WAN emulation."""
-    data = load_fleet().model_dump(mode="json")
+def bench_fleet(port: int, path: str | None = None) -> FleetConfig:
+    """The fleet at `path` (default: the packaged one) as tests/integration deploys it: peak replayed in real time,
+    no WAN emulation."""
+    data = load_fleet(path).model_dump(mode="json")
     data["signal_source"].update(start=PEAK, speedup=1.0)
     data["gateway"].update(port=port, wan_emulation=False)
     return parse_fleet(data, source="bench_gateway fleet")

@@ -9,6 +9,7 @@ from pydantic import (
     Field,
     PositiveFloat,
     PositiveInt,
+    model_validator,
 )
 
 from fleet.base import StrictModel
@@ -61,6 +62,17 @@ class RegionPinning(StrEnum):
     OFF = "off"  # anywhere
 
 
+class Ingress(StrEnum):
+    """How HTTP reaches the gateway replica (docs/gateway.md, "Ingress").
+
+    Serve's proxy actor costs a third of a request's CPU here (3.4-3.9 ms direct against 12.3-12.8 through it,
+    BENCHMARKS.md), so `gridshift up` starts Ray so that the gateway replica serves the fleet's port itself."""
+
+    AUTO = "auto"  # direct when the Ray cluster runs Serve's direct ingress (gridshift up starts it so), else proxy
+    DIRECT = "direct"  # the gateway replica listens on gateway.port itself; refused on a cluster started otherwise
+    PROXY = "proxy"  # Serve's HTTP proxy listens on gateway.port and forwards to the gateway replica
+
+
 class ServingConfig(StrictModel):
     """The model the regional apps serve, and how they are placed."""
 
@@ -102,7 +114,20 @@ class GatewayConfig(StrictModel):
 
     host: str = Field("127.0.0.1", min_length=1, description="Listen address.")
     port: int = Field(8000, ge=1, le=65535, description="Listen port.")
-    replicas: PositiveInt = Field(1, le=64, description="Gateway replicas.")
+    replicas: PositiveInt = Field(1, le=64, description="Gateway replicas (more than one needs ingress: proxy).")
+    ingress: Ingress = Field(
+        Ingress.AUTO,
+        description="direct: the gateway replica serves `port` itself (Serve's direct ingress; the cluster must be "
+        "started for it, as `gridshift up` does); proxy: Serve's HTTP proxy serves `port`; auto: direct when the "
+        "cluster runs direct ingress, else proxy.",
+    )
+    proxy_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Where Serve's HTTP proxy listens when the gateway serves `port` directly (Serve always starts "
+        "one); null: port + 1.",
+    )
     num_cpus: float = Field(0.25, gt=0.0, le=64.0, description="CPUs Ray reserves per gateway replica.")
     max_input_items: PositiveInt = Field(256, description="Most strings in one embeddings request (else 413).")
     max_input_chars: PositiveInt = Field(20_000, description="Longest string in characters (else 413).")
@@ -148,3 +173,21 @@ class GatewayConfig(StrictModel):
         min_length=16,
         description="Bearer token for /v1/admin; null: read GRIDSHIFT_ADMIN_TOKEN (or `gridshift up` makes one).",
     )
+
+    @model_validator(mode="after")
+    def _ports_apart(self) -> GatewayConfig:
+        if self.proxy_port is not None and self.proxy_port == self.port:
+            raise ValueError(f"proxy_port: {self.proxy_port} is the gateway's own port; give Serve's proxy another")
+        if self.port == 65535 and self.proxy_port is None and self.ingress is not Ingress.PROXY:
+            raise ValueError("proxy_port: port 65535 leaves no port + 1 for Serve's proxy; set proxy_port")
+        if self.ingress is Ingress.DIRECT and self.replicas > 1:
+            raise ValueError(
+                f"replicas: {self.replicas} gateway replicas cannot share gateway.port under ingress: direct "
+                "(each replica serves a port of its own); use ingress: proxy or one replica"
+            )
+        return self
+
+    @property
+    def internal_proxy_port(self) -> int:
+        """Serve's proxy's port when the gateway replica serves `port` itself."""
+        return self.proxy_port if self.proxy_port is not None else self.port + 1

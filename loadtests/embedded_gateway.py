@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from serve_apps.up import deploy, start_local_ray
 
     try:
-        start_local_ray()
+        start_local_ray(fleet=fleet)
         get_or_create_control_actor(fleet)
         deploy(fleet, token, blocking_timeout_s=300)
         _say(f"ready http://127.0.0.1:{args.port}")

@@ -129,7 +129,7 @@ SCENARIOS: dict[str, Scenario] = {
             user_rps=1.0,
             stages=_FULL,
             actions=(Action(0.1, ActionKind.POST_DR_EVENT), Action(0.9, ActionKind.CLEAR_DR_EVENT)),
-            trace_rate_per_s=40.0,
+            trace_rate_per_s=90.0,
             allow_overload=True,
         ),
         Scenario(

@@ -6,31 +6,55 @@ The `gridshift up` command built on these is serve_apps/cli/up.py.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from fleet.config import FleetConfig
+from serve_apps.ingress import cluster_ingress, plan_ingress, ray_environment
 
 
-def start_local_ray(num_cpus: int | None = None, *, dashboard: bool = True) -> str | None:
+def start_local_ray(
+    num_cpus: int | None = None, *, dashboard: bool = True, fleet: FleetConfig | None = None
+) -> str | None:
     """Start a fresh local Ray cluster, on loopback; returns its dashboard's URL (the Ray Jobs API, which batch and
-    training jobs are submitted through), or None without one."""
+    training jobs are submitted through), or None without one. With `fleet`, the cluster is started so that the
+    fleet's gateway replica serves its port itself (Serve's direct ingress) unless the fleet asks for the proxy."""
     import ray
 
     # Keep the object store small: embeddings are tiny, and the fleet shares a 2-core, few-GiB machine.
     # address="local": always a fresh cluster; without it ray.init would join one that `ray start` recorded.
-    context = ray.init(
-        address="local",
-        num_cpus=num_cpus,
-        include_dashboard=dashboard,
-        dashboard_host="127.0.0.1",
-        object_store_memory=256 * 1024 * 1024,
-        namespace="gridshift",
-        logging_level=logging.WARNING,
-        configure_logging=True,
-        log_to_driver=False,
-    )
+    with _environment(ray_environment(fleet.gateway) if fleet is not None else {}):
+        context = ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=dashboard,
+            dashboard_host="127.0.0.1",
+            object_store_memory=256 * 1024 * 1024,
+            namespace="gridshift",
+            logging_level=logging.WARNING,
+            configure_logging=True,
+            log_to_driver=False,
+        )
     url = context.dashboard_url
     return f"http://{url}" if url and "://" not in url else url or None
+
+
+@contextmanager
+def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set `variables` while Ray's processes start (they inherit them), then restore this process's own: a later
+    cluster started from the same process, for another fleet, must not inherit this one's ports."""
+    saved = {key: os.environ.get(key) for key in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def deploy(
@@ -43,15 +67,18 @@ def deploy(
 ) -> None:
     """Deploy the fleet's Serve application on the connected Ray cluster and wait until it is running.
     `proxy_location` HeadOnly: one HTTP proxy (several nodes on one host would contend for the port).
-    `log_encoding` JSON: Serve's structured logs (one JSON object a line, with replica and request ids)."""
+    `log_encoding` JSON: Serve's structured logs (one JSON object a line, with replica and request ids).
+    Raises IngressMismatch, before Serve starts, when the cluster cannot serve the fleet's gateway.ingress."""
     from ray import serve
 
     from serve_apps.admin_token import admin_token_digest
     from serve_apps.app import APP_NAME, build_app
 
+    # Under direct ingress the gateway replica takes gateway.port and the proxy Serve always starts moves aside.
+    plan = plan_ingress(fleet.gateway, cluster_ingress())
     logging_config = {"encoding": log_encoding}
     serve.start(
-        http_options={"host": fleet.gateway.host, "port": fleet.gateway.port},
+        http_options={"host": fleet.gateway.host, "port": plan.proxy_port},
         proxy_location=proxy_location,
         logging_config=logging_config,
     )

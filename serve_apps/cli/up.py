@@ -41,7 +41,7 @@ def run_up(
     previous_handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         print("gridshift: starting a local Ray cluster ...", flush=True)
-        dashboard_url = start_local_ray(dashboard=dashboard)
+        dashboard_url = start_local_ray(dashboard=dashboard, fleet=fleet)
         # Ray's core worker installs its own SIGTERM handler (it logs and aborts the driver, so nothing shuts down
         # cleanly): take SIGINT and SIGTERM back now that Ray is up.
         for sig in previous_handlers:

@@ -54,7 +54,7 @@ def deployed() -> Iterator[Deployed]:
 
     fleet = integration_fleet()
     os.environ["GRIDSHIFT_OPENADR_CLIENT_ID"], os.environ["GRIDSHIFT_OPENADR_CLIENT_SECRET"] = OPENADR_CLIENT
-    dashboard = start_local_ray(num_cpus=2)
+    dashboard = start_local_ray(num_cpus=2, fleet=fleet)
     if dashboard is None:  # pragma: no cover - start_local_ray starts the dashboard unless told not to
         raise RuntimeError("the test cluster has no dashboard: batch jobs cannot be submitted as Ray Jobs")
     try:

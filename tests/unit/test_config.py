@@ -118,6 +118,12 @@ def _expect_error(data: Any, *fragments: str) -> str:
             ["signal_source", "must be after start"],
         ),
         (lambda d: d["signal_source"].update(speedup=0), ["signal_source.speedup", "greater than 0"]),
+        (lambda d: d["gateway"].update(ingress="tunnel"), ["gateway.ingress", "'direct'"]),
+        (lambda d: d["gateway"].update(proxy_port=8000), ["gateway", "proxy_port: 8000 is the gateway's own port"]),
+        (
+            lambda d: d["gateway"].update(ingress="direct", replicas=2),
+            ["gateway", "replicas: 2 gateway replicas cannot share gateway.port"],
+        ),
         (lambda d: d["signal_source"].update(kind="carrier-pigeon"), ["signal_source.kind", "trace"]),
         (
             lambda d: d.update(latency={"overrides_ms": {"us-east-1": {"us-east-2": -1}}}),

@@ -1,0 +1,86 @@
+"""Where the gateway listens: the fleet's gateway.ingress against what the Ray cluster runs (serve_apps/ingress.py),
+decided before Serve starts so that a mismatch is one clear error rather than a gateway nobody can reach."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fleet.serving import GatewayConfig, Ingress
+from serve_apps.ingress import ClusterIngress, IngressMismatch, IngressPlan, plan_ingress, ray_environment
+
+PLAIN = ClusterIngress(direct=False, min_http_port=30000, max_http_port=31000)  # Serve's defaults, no direct ingress
+
+
+def _gateway(**fields: Any) -> GatewayConfig:
+    return GatewayConfig.model_validate({"port": 8000, **fields})
+
+
+def _cluster_for(gateway: GatewayConfig) -> ClusterIngress:
+    """The cluster `gridshift up` starts for this gateway, read back the way Serve parses its environment."""
+    environment = ray_environment(gateway)
+    return ClusterIngress(
+        direct=environment.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1",
+        min_http_port=int(environment.get("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", "30000")),
+        max_http_port=int(environment.get("RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT", "31000")),
+    )
+
+
+def test_a_cluster_started_for_the_default_gateway_serves_its_port_directly_with_the_proxy_beside_it() -> None:
+    gateway = _gateway()
+    assert gateway.ingress is Ingress.AUTO
+    environment = ray_environment(gateway)
+    # Serve's allocator range is [min, max): exactly the fleet's port, so the one replica gets it or fails loudly.
+    assert environment["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] == "8000"
+    assert environment["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] == "8001"
+    assert environment["RAY_SERVE_PORT_QUARANTINE_S"] == "0"
+    assert plan_ingress(gateway, _cluster_for(gateway)) == IngressPlan(direct=True, proxy_port=8001)
+    assert plan_ingress(_gateway(proxy_port=9100), _cluster_for(gateway)) == IngressPlan(True, 9100)
+
+
+def test_auto_falls_back_to_the_proxy_on_a_cluster_started_without_direct_ingress() -> None:
+    # `serve run serve_config.yaml` or a plain `ray start` cluster: the proxy serves gateway.port, as before.
+    assert plan_ingress(_gateway(), PLAIN) == IngressPlan(direct=False, proxy_port=8000)
+    assert plan_ingress(_gateway(ingress="proxy"), PLAIN) == IngressPlan(direct=False, proxy_port=8000)
+
+
+@pytest.mark.parametrize(
+    ("gateway", "cluster", "fragments"),
+    [
+        (  # asked for direct on a plain cluster: the error says which variables to start Ray with
+            {"ingress": "direct"},
+            PLAIN,
+            ["gateway.ingress: direct", "RAY_SERVE_THROUGHPUT_OPTIMIZED=1", "MIN_HTTP_PORT=8000", "ingress: proxy"],
+        ),
+        (  # a cluster started for another port would put the replica where no client looks
+            {"port": 8100},
+            ClusterIngress(direct=True, min_http_port=8000, max_http_port=8001),
+            ["gateway.port: 8100", "ports 8000-8000", "MIN_HTTP_PORT=8100"],
+        ),
+        (  # the proxy Serve always starts may not land where replicas get their ports
+            {"proxy_port": 8001},
+            ClusterIngress(direct=True, min_http_port=8000, max_http_port=8002),
+            ["gateway.proxy_port: 8001", "direct-ingress port range 8000-8001"],
+        ),
+        (  # several replicas need the proxy, and the proxy cannot have the port the cluster reserves
+            {"replicas": 2},
+            ClusterIngress(direct=True, min_http_port=8000, max_http_port=8001),
+            ["gateway.port: 8000", "proxy cannot listen there", "2 replica(s)"],
+        ),
+        ({"ingress": "proxy"}, ClusterIngress(True, 8000, 8001), ["gateway.ingress: proxy", "proxy cannot listen"]),
+    ],
+)
+def test_a_cluster_that_cannot_serve_the_fleet_is_refused_with_the_reason(
+    gateway: dict[str, Any], cluster: ClusterIngress, fragments: list[str]
+) -> None:
+    with pytest.raises(IngressMismatch) as caught:
+        plan_ingress(_gateway(**gateway), cluster)
+    for fragment in fragments:
+        assert fragment in str(caught.value), f"{fragment!r} not in {caught.value}"
+
+
+def test_gateways_that_go_through_the_proxy_start_ray_unchanged() -> None:
+    assert ray_environment(_gateway(ingress="proxy")) == {}
+    assert ray_environment(_gateway(replicas=3)) == {}  # auto with several replicas: each would need its own port
+    assert plan_ingress(_gateway(replicas=3), _cluster_for(_gateway(replicas=3))) == IngressPlan(False, 8000)
