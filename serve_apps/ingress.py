@@ -9,8 +9,10 @@ mismatch is one clear error instead of a gateway nobody can reach.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
+from fleet.errors import GridshiftError
 from fleet.serving import GatewayConfig, Ingress
 
 DIRECT_INGRESS_DRAIN_S = 1.0
@@ -19,8 +21,12 @@ balancers that must notice a replica leaving; here clients reach the one replica
 and every test teardown would wait it out."""
 
 
-class IngressMismatch(ValueError):
+class IngressMismatch(GridshiftError):
     """The fleet's gateway.ingress cannot be served by the Ray cluster as it was started."""
+
+
+class PortInUse(GridshiftError):
+    """A port the local gateway would listen on is taken by another process."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,29 @@ def plan_ingress(gateway: GatewayConfig, cluster: ClusterIngress) -> IngressPlan
             "the cluster without RAY_SERVE_THROUGHPUT_OPTIMIZED, or serve through one direct gateway replica"
         )
     return IngressPlan(direct=False, proxy_port=gateway.port)
+
+
+def local_ports(gateway: GatewayConfig) -> dict[str, int]:
+    """The ports a cluster `gridshift up` starts for this gateway listens on, by the field that sets each."""
+    if wants_direct(gateway):
+        return {"gateway.port": gateway.port, "gateway.proxy_port": gateway.internal_proxy_port}
+    return {"gateway.port": gateway.port}
+
+
+def check_ports_free(gateway: GatewayConfig) -> None:
+    """Raise PortInUse, naming the field, when another process listens on a port this gateway needs. Checked before
+    Ray starts: inside Serve a taken port surfaces only as a failed deployment, after the cluster's start-up."""
+    for field, port in local_ports(gateway).items():
+        with socket.socket(socket.AF_INET6 if ":" in gateway.host else socket.AF_INET) as probe:
+            # As the servers bind: a port left in TIME_WAIT by a stopped gateway is free to them, and so here.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((gateway.host, port))
+            except OSError as error:
+                raise PortInUse(
+                    f"{field}: {gateway.host}:{port} is not free ({error.strerror}); stop what listens there "
+                    "(another gridshift up?) or choose another port (gridshift up --port, or the fleet file)"
+                ) from error
 
 
 def _env_text(gateway: GatewayConfig) -> str:

@@ -16,6 +16,7 @@ from policies.control_history import operator_jobs
 from serve_apps.admin_token import ADMIN_TOKEN_ENV, resolve_admin_token
 from serve_apps.cli.fleet_panel import fleet_panel
 from serve_apps.cli.live_view import LiveView
+from serve_apps.ingress import check_ports_free
 from serve_apps.up import deploy, start_local_ray
 
 REDRAW_EVERY_S = 1.0
@@ -40,6 +41,7 @@ def run_up(
     stop = threading.Event()
     previous_handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        check_ports_free(fleet.gateway)
         print("gridshift: starting a local Ray cluster ...", flush=True)
         dashboard_url = start_local_ray(dashboard=dashboard, fleet=fleet)
         # Ray's core worker installs its own SIGTERM handler (it logs and aborts the driver, so nothing shuts down

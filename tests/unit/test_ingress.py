@@ -3,12 +3,22 @@ decided before Serve starts so that a mismatch is one clear error rather than a 
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
 
 from fleet.serving import GatewayConfig, Ingress
-from serve_apps.ingress import ClusterIngress, IngressMismatch, IngressPlan, plan_ingress, ray_environment
+from serve_apps.cli import main
+from serve_apps.ingress import (
+    ClusterIngress,
+    IngressMismatch,
+    IngressPlan,
+    PortInUse,
+    check_ports_free,
+    plan_ingress,
+    ray_environment,
+)
 
 PLAIN = ClusterIngress(direct=False, min_http_port=30000, max_http_port=31000)  # Serve's defaults, no direct ingress
 
@@ -84,3 +94,33 @@ def test_gateways_that_go_through_the_proxy_start_ray_unchanged() -> None:
     assert ray_environment(_gateway(ingress="proxy")) == {}
     assert ray_environment(_gateway(replicas=3)) == {}  # auto with several replicas: each would need its own port
     assert plan_ingress(_gateway(replicas=3), _cluster_for(_gateway(replicas=3))) == IngressPlan(False, 8000)
+
+
+def _listening() -> socket.socket:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    return server
+
+
+def test_a_taken_port_is_named_before_ray_starts() -> None:
+    with _listening() as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUse, match=rf"gateway.port: 127.0.0.1:{port} is not free"):
+            check_ports_free(_gateway(port=port, proxy_port=port + 1 if port < 65535 else 1))
+        with pytest.raises(PortInUse, match=rf"gateway.proxy_port: 127.0.0.1:{port} is not free"):
+            check_ports_free(_gateway(port=port - 1 if port > 1 else 2, proxy_port=port))
+        # Through the proxy, only gateway.port is listened on: the taken proxy_port is not needed.
+        check_ports_free(_gateway(ingress="proxy", port=port - 1 if port > 1 else 2, proxy_port=port))
+    check_ports_free(_gateway(port=port, proxy_port=port + 1 if port < 65535 else 1))  # free again once closed
+
+
+def test_gridshift_up_on_a_taken_port_exits_2_with_the_field_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with _listening() as taken:
+        port = taken.getsockname()[1]
+        assert main(["up", "--port", str(port), "--no-dashboard", "--duration-s", "1"]) == 2
+    error = capsys.readouterr().err
+    assert f"gridshift: error: gateway.port: 127.0.0.1:{port} is not free" in error
+    assert "Traceback" not in error
