@@ -41,23 +41,8 @@ def admits(in_flight: int, bound: AdmissionBound, *, urgent: bool, realtime_rese
 
 def queue_wait_ms(items_ahead: int, item_ms: float, servers: float) -> float:
     """How long work joining a region waits for the items already in flight there: they are served `servers` at a
-    time (replicas x model threads), `item_ms` each (the calibrated cost at the knobs in force, or the region's
-    observed pace where that is slower: observed_pace_ms)."""
+    time (replicas x model threads), `item_ms` each (the calibrated cost at the knobs in force)."""
     return items_ahead * item_ms / servers
-
-
-PACE_WEIGHT = 0.2
-"""Weight of the newest observation in a region's observed pace: about the last five answers."""
-
-
-def observed_pace_ms(previous_ms: float | None, items_ahead: int, items: int, wall_ms: float, servers: float) -> float:
-    """A region's observed wall time per item, updated by one answer: the request found `items_ahead` items in
-    flight there and its own `items` were answered `wall_ms` after it was sent, so the region drained
-    `items_ahead + items` items in that time, `servers` at a time. The calibrated cost is measured on a quiet core;
-    this one includes what the region's replicas actually get of a shared machine, and its batching, which is what
-    a request joining the queue will wait for. Weighted toward the newest answers (PACE_WEIGHT)."""
-    sample = wall_ms * servers / max(1, items_ahead + items)
-    return sample if previous_ms is None else previous_ms + PACE_WEIGHT * (sample - previous_ms)
 
 
 def budget_order(

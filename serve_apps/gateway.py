@@ -25,14 +25,7 @@ from policies.actors.client import Client
 from policies.calibration import Calibration, load_calibration
 from policies.control_api import ControlApi
 from policies.control_state import ControlState, GatewayLoad
-from router.admission import (
-    AdmissionBound,
-    admission_bound,
-    admits,
-    budget_order,
-    observed_pace_ms,
-    queue_wait_ms,
-)
+from router.admission import AdmissionBound, admission_bound, admits, budget_order, queue_wait_ms
 from router.routing import RegionState, RouteDecision, RouteRequest
 from router.sticky import StickyRouter
 from serve_apps.backends import BackendError, RegionalResult, RegionBackend
@@ -150,7 +143,6 @@ class GatewayCore:
         self.remote_regions = frozenset(region.name for region in fleet.regions if region.endpoint_url)
         self.in_flight: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
         self.in_flight_items: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
-        self.pace_ms: dict[str, float | None] = dict.fromkeys(fleet.region_names)  # router.admission.observed_pace_ms
         self.calibration: Calibration = load_calibration(fleet.policy.calibration_file)
         self.served_by_region: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
         self.metrics: GatewayObserver = GatewayMetrics()  # per-replica counters, exported by Ray
@@ -314,11 +306,7 @@ class GatewayCore:
         avoid_level = self.fleet.routing.avoid_stress_level
         fits = {
             name: row.get(name, 0.0)
-            + queue_wait_ms(
-                self.in_flight_items[name] + items,
-                max(view.item_ms[name], self.pace_ms[name] or 0.0),
-                view.servers[name],
-            )
+            + queue_wait_ms(self.in_flight_items[name] + items, view.item_ms[name], view.servers[name])
             <= request.latency_budget_ms
             for name in ranked
         }
@@ -368,17 +356,12 @@ class GatewayCore:
                 full.append(region)
                 continue
             attempts.append(region)
-            ahead = self.in_flight_items[region]
             self.in_flight[region] += 1
             self.in_flight_items[region] += items
             try:
                 if wan:
                     await self._sleep(row.get(region, 0.0) / 1000.0)  # the real round trip, emulated on one machine
-                sent_s = self._monotonic_s()
                 result = await backend.embed(texts, gateway.forward_timeout_s, request.workload_class)
-                self.pace_ms[region] = observed_pace_ms(
-                    self.pace_ms[region], ahead, items, (self._monotonic_s() - sent_s) * 1000.0, view.servers[region]
-                )
             except BackendError as error:
                 self.health.failed(region)
                 logger.warning("forward to %s failed (%s); trying the next candidate", region, error)

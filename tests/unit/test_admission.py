@@ -13,15 +13,7 @@ from fleet.loaders import load_fleet, load_rtt_matrix, parse_fleet
 from grid.context import FleetContext, load_context
 from policies.actors.client import LocalClient
 from policies.control import ControlPlane
-from router.admission import (
-    PACE_WEIGHT,
-    AdmissionBound,
-    admission_bound,
-    admits,
-    budget_order,
-    observed_pace_ms,
-    queue_wait_ms,
-)
+from router.admission import AdmissionBound, admission_bound, admits, budget_order, queue_wait_ms
 from serve_apps.gateway import GatewayCore, RegionsFull, Served
 from tests.fakes import FakeRegion
 from tests.unit.gateway_app import PEAK_S, REGIONS
@@ -188,45 +180,5 @@ def test_a_burst_spreads_to_the_next_calm_region_instead_of_queueing_past_its_bu
         assert served.full[0] == first
         assert regions["us-west-1"].calls == 0  # the region in grid emergency is never the spill-over
         await asyncio.gather(*tasks)
-
-    asyncio.run(scenario())
-
-
-def test_observed_pace_is_the_drain_time_per_item_weighted_toward_recent_answers() -> None:
-    # 10 items ahead and 2 of its own answered after 600 ms on 1 server: 50 ms an item; on 2 servers, 100.
-    assert observed_pace_ms(None, 10, 2, 600.0, 1.0) == pytest.approx(50.0)
-    assert observed_pace_ms(None, 10, 2, 600.0, 2.0) == pytest.approx(100.0)
-    assert observed_pace_ms(50.0, 0, 1, 10.0, 1.0) == pytest.approx(50.0 + PACE_WEIGHT * (10.0 - 50.0))
-    assert observed_pace_ms(None, 0, 0, 30.0, 1.0) == pytest.approx(30.0)  # never divides by zero
-
-
-def test_a_region_slower_than_calibrated_is_passed_over_once_its_observed_queue_misses_the_budget() -> None:
-    """The calibrated cost is a quiet core's; on a shared machine a region drains slower, and the gateway learns it
-    from its answers. A queue that fits the budget at the calibrated cost but not at the observed pace spreads."""
-    regions = {name: FakeRegion(name) for name in REGIONS}
-
-    async def scenario() -> None:
-        core = _core(regions, batch=64, concurrency=64)  # bounds far above the test's load: only the budget acts
-        route = core.route_request("us-west-2", "tolerant", None)
-        first = core.decide(route, await core.ready_state(), draw=0.0).region
-        view = core._view_of(await core.ready_state())
-        assert 2 * view.item_ms[first] / view.servers[first] < route.latency_budget_ms  # calibrated: it would fit
-        slow = asyncio.Event()
-        regions[first].hold = slow
-        answered = asyncio.create_task(core.serve(route, ["one"]))
-        await asyncio.sleep(0.2)  # the region takes 200 ms for one item: its pace is 200 ms
-        slow.set()
-        assert (await answered).result.region == first
-        assert core.pace_ms[first] == pytest.approx(200.0 * view.servers[first], rel=0.5)
-        hold = asyncio.Event()
-        regions[first].hold = hold
-        waiting = asyncio.create_task(core.serve(route, ["ahead"]))
-        await asyncio.sleep(0.01)
-        # One item ahead at 200 ms an item: past the 150 ms budget. (Queued behind the held one, it would hang.)
-        served = await asyncio.wait_for(core.serve(route, ["next"]), timeout=5.0)
-        assert served.result.region != first
-        assert served.full[0] == first
-        hold.set()
-        await waiting
 
     asyncio.run(scenario())
