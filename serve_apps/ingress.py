@@ -59,16 +59,18 @@ def ray_environment(gateway: GatewayConfig) -> dict[str, str]:
     """The environment a Ray cluster needs at start so this gateway's replica serves gateway.port itself;
     empty when the gateway goes through the proxy. The variables are Serve 2.60's; for a cluster of your own,
     put the same ones in `ray start`'s environment on every node."""
-    if not wants_direct(gateway):
-        return {}
+    return _direct_environment(gateway.port) if wants_direct(gateway) else {}
+
+
+def _direct_environment(port: int) -> dict[str, str]:
     return {
         # Direct ingress, plus the rest of Serve's throughput profile the measurements were taken with (gRPC
         # between deployments, user code on the replica's own event loop).
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
         # The allocator's range is exactly the fleet's port: the one gateway replica gets it, or fails loudly.
-        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(gateway.port),
-        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(gateway.port + 1),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1),
         # A replaced gateway replica must get the same port back at once; the quarantine exists for HAProxy,
         # which gridshift does not run.
         "RAY_SERVE_PORT_QUARANTINE_S": "0",
@@ -138,7 +140,7 @@ def _env_text(gateway: GatewayConfig) -> str:
         "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT",
         "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT",
     )
-    environment = ray_environment(gateway.model_copy(update={"ingress": Ingress.DIRECT, "replicas": 1}))
+    environment = _direct_environment(gateway.port)
     return " ".join(f"{key}={environment[key]}" for key in essential)
 
 
