@@ -3,6 +3,7 @@
     python -m benchmarks.bench_overload                 # capacity, then 0.5x 0.8x 1x 1.5x 2x, then 2x in an emergency
     python -m benchmarks.bench_overload --smoke         # toy durations, what CI runs: the output's shape is checked
     python -m benchmarks.bench_overload --ingress proxy # through Serve's proxy actor (before: direct, as gridshift up)
+    python -m benchmarks.bench_overload --compute nice  # model threads niced, not SCHED_IDLE (before: idle)
 
 One local Ray cluster with the default fleet deployed as `gridshift up` does (policy and knob leases on), replaying
 the heat-wave peak in real time (us-west-1 at stress 3). Requests come from `../shared/data/workloads/` (one to
@@ -36,7 +37,7 @@ import aiohttp
 from benchmarks.gateway_paths import MODEL, SENTENCES, bench_fleet
 from benchmarks.ideal_queue import ideal_latencies_s, item_seconds, percentile
 from benchmarks.process_cpu import cpu_by_role, pin_models, share_of, used
-from fleet.serving import Ingress
+from fleet.serving import ComputeScheduling, Ingress
 from loadtests.azure_trace import TRACE_FILE, TraceRequest, load_trace_requests, schedule
 
 REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2")
@@ -272,7 +273,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     requests = load_trace_requests(Path(args.trace))
     fleet = bench_fleet(args.port, args.fleet)
-    fleet = fleet.model_copy(update={"gateway": fleet.gateway.model_copy(update={"ingress": Ingress(args.ingress)})})
+    fleet = fleet.model_copy(
+        update={
+            "gateway": fleet.gateway.model_copy(update={"ingress": Ingress(args.ingress)}),
+            "serving": fleet.serving.model_copy(update={"compute_scheduling": ComputeScheduling(args.compute)}),
+        }
+    )
     print("bench_overload: starting a local Ray cluster and deploying the fleet ...", file=sys.stderr, flush=True)
     start_local_ray(CLUSTER_CPUS, dashboard=False, fleet=fleet)
     try:
@@ -300,6 +306,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         level_s=args.level_s,
         model_cores=args.model_cores or None,
         ingress=args.ingress,
+        compute_scheduling=args.compute,
         fleet=args.fleet,
     )
     return report
@@ -308,8 +315,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def render(report: dict[str, Any]) -> str:
     lines = [
         f"capacity {report['capacity_per_s']:.1f} requests/s (closed loop, 32 clients); unloaded p99 "
-        f"{report['unloaded_p99_ms']:.0f} ms; {report['level_s']:g} s per level; "
-        f"model replicas pinned to {report['model_cores'] or 'no'} core(s); CPU at capacity: "
+        f"{report['unloaded_p99_ms']:.0f} ms; {report['level_s']:g} s per level; ingress {report['ingress']}, "
+        f"model work {report['compute_scheduling']}; model replicas pinned to {report['model_cores'] or 'no'} "
+        f"core(s); CPU at capacity: "
         f"{_cpu_text(report['capacity_cpu_share'])}",
         "",
         "| offered | req/s | goodput/s | × capacity | accepted | 503 overloaded | reject p50 / max ms | other failures "
@@ -373,6 +381,13 @@ def main(argv: list[str] | None = None) -> int:
         default=Ingress.DIRECT.value,
         help="direct (default, as gridshift up serves): the gateway replica serves the port itself; proxy: through "
         "Serve's proxy actor, the path before direct ingress (run both for the comparison)",
+    )
+    parser.add_argument(
+        "--compute",
+        choices=[ComputeScheduling.IDLE.value, ComputeScheduling.NICE.value],
+        default=ComputeScheduling.IDLE.value,
+        help="how the replicas' model threads yield to the request path (serving.compute_scheduling): idle (default, "
+        "as gridshift up) or nice (before; run both for the comparison)",
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="toy durations, for CI: the output shape is checked")

@@ -73,6 +73,14 @@ class Ingress(StrEnum):
     PROXY = "proxy"  # Serve's HTTP proxy listens on gateway.port and forwards to the gateway replica
 
 
+class ComputeScheduling(StrEnum):
+    """How model work (serving passes, batch and training jobs' tasks) shares a host with the request path
+    (rayjobs/priority.py). Ray already starts its workers at nice 15; this lowers their model work further."""
+
+    IDLE = "idle"  # Linux SCHED_IDLE: model work runs on the cycles nothing else wants (others: as nice)
+    NICE = "nice"  # nice + serving.compute_nice on the replicas' model threads; jobs keep Ray's priority
+
+
 class ServingConfig(StrictModel):
     """The model the regional apps serve, and how they are placed."""
 
@@ -94,13 +102,19 @@ class ServingConfig(StrictModel):
         0.25, gt=0.0, le=64.0, description="CPUs Ray reserves per regional replica (fractional on small hosts)."
     )
     torch_threads: PositiveInt = Field(1, le=64, description="Torch intra-op threads per replica.")
+    compute_scheduling: ComputeScheduling = Field(
+        ComputeScheduling.IDLE,
+        description="idle: each replica's model thread and the workers of gridshift's batch and training jobs run "
+        "under Linux SCHED_IDLE, so the request path (HTTP, the gateway, the replicas' event loops, Ray's own "
+        "threads) always runs first and rejects at once under overload; model work of every kind shares the rest "
+        "evenly. nice: only the replicas' model threads are lowered, by compute_nice (docs/gateway.md).",
+    )
     compute_nice: int = Field(
         10,
         ge=0,
         le=19,
-        description="Nice value of each replica's model thread (0: none). Model passes then yield the CPU to the "
-        "request path (HTTP proxy, gateway, the replicas' own event loops) on a shared host, so admission and "
-        "rejection answer at once while the model keeps every idle cycle.",
+        description="Nice value added to each replica's model thread under compute_scheduling nice, and where the OS "
+        "has no SCHED_IDLE (0: none).",
     )
     region_pinning: RegionPinning = Field(
         RegionPinning.AUTO,

@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from fleet.config import FleetConfig
+from fleet.serving import ComputeScheduling
+from rayjobs.priority import SETUP_HOOK
 from router.placement import ClusterNode, nodes_from_ray, region_placement
 
 WORKING_DIR_EXCLUDES = [".git", ".venv", "results", "__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache"]
@@ -102,6 +104,9 @@ def submit(
     path (the team's code); `requirements` (a requirements file or package list) is installed for it. The driver is
     light (num_cpus 0) and placed on a node of the job's region when the cluster has one (serving.region_pinning)."""
     runtime_env: dict[str, Any] = {"env_vars": dict(job.env_vars)}
+    if fleet.serving.compute_scheduling is ComputeScheduling.IDLE:
+        # The job's workers run its model work as background work, as the serving replicas do (rayjobs/priority.py).
+        runtime_env["worker_process_setup_hook"] = SETUP_HOOK
     if working_dir is not None:
         runtime_env["working_dir"] = working_dir
         runtime_env["excludes"] = WORKING_DIR_EXCLUDES

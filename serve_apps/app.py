@@ -145,6 +145,7 @@ def build_app(
             fleet.policy.fallback_after_s,
             urgent_classes=urgent_classes(fleet),
             warm_precisions=warm,
+            compute_scheduling=serving.compute_scheduling,
             compute_nice=serving.compute_nice,
         )
     gateway = Gateway.options(  # type: ignore[attr-defined]

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -17,10 +16,11 @@ import numpy as np
 import numpy.typing as npt
 from ray import serve
 
-from fleet.serving import Knobs, Precision
+from fleet.serving import ComputeScheduling, Knobs, Precision
 from policies.control_api import ControlApi
 from policies.knob_leases import KnobsLease, KnobSource
 from policies.load import ReplicaReport
+from rayjobs.priority import background_thread
 from serve_apps.backends import RegionalResult
 from serve_apps.nvml import GpuPowerMeter, open_gpu_power
 from serve_apps.replica_metrics import RegionalMetrics
@@ -31,18 +31,6 @@ logger = logging.getLogger("gridshift.regional")
 MAX_ONGOING_REQUESTS = 512
 
 KnobSync = Callable[[ReplicaReport], Awaitable[KnobsLease]]
-
-
-def lower_thread_priority(nice: int) -> None:
-    """Raise the calling thread's nice value by `nice` (Linux schedules threads, so the replica's event loop keeps
-    its priority). Threads the model starts from here (torch's intra-op pool) inherit it. Where the OS refuses,
-    the model runs at normal priority: slower answers to admission under load, never a failure."""
-    if nice <= 0:
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
-    except (AttributeError, OSError) as error:  # not Linux/Unix, or not permitted
-        logger.warning("model thread keeps its priority (nice %d refused: %s)", nice, error)
 
 
 class ConcurrencyLimit:
@@ -117,6 +105,7 @@ class RegionalModel:
         monotonic_s: Callable[[], float] = time.monotonic,
         urgent_classes: tuple[str, ...] = ("realtime",),
         warm_precisions: tuple[str, ...] = (),
+        compute_scheduling: ComputeScheduling = ComputeScheduling.NICE,
         compute_nice: int = 0,
     ) -> None:
         # Imported here so that importing this module (e.g. to build the app) does not load torch.
@@ -125,10 +114,14 @@ class RegionalModel:
         self.region = region
         self.model_name = model_name
         self.replica_id = f"{region}-{uuid.uuid4().hex[:8]}"
-        # Every model pass runs on this one thread, at lower priority (serving.compute_nice): on a host the model
-        # saturates, the request path still runs first, so admission rejects at once instead of after the backlog.
+        # Every model pass runs on this one thread, as background work (serving.compute_scheduling): on a host the
+        # model saturates, the request path still runs first, so admission rejects at once instead of after the
+        # backlog.
         self._model_thread = ThreadPoolExecutor(
-            1, thread_name_prefix=f"model-{region}", initializer=lower_thread_priority, initargs=(compute_nice,)
+            1,
+            thread_name_prefix=f"model-{region}",
+            initializer=background_thread,
+            initargs=(compute_scheduling, compute_nice),
         )
         self._embedder = self._model_thread.submit(
             load_embedder, model_import_path, {**model_kwargs, "torch_threads": torch_threads}

@@ -429,3 +429,44 @@ def test_a_whole_cluster_restart_mid_job_loses_and_duplicates_nothing(tmp_path: 
             cluster.stop()
         assert 5 <= len(OutputStore(spec.output).records()) < rows // 200
     _assert_exactly_once(spec)
+
+
+def _policy(pid: int) -> int | None:
+    """The scheduling policy of a process's main thread (/proc/PID/stat field 41), None once it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[38])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_a_submitted_jobs_workers_run_its_stages_as_background_work(deployed: Deployed, tmp_path: Path) -> None:
+    """serving.compute_scheduling idle (the default): the job's workers run its pipeline under SCHED_IDLE (the Ray
+    Job's worker_process_setup_hook), while its driver and the serving replicas' event loops keep the normal policy."""
+    rows = str(_corpus(tmp_path, 1500))
+    spec = _spec(tmp_path, pipeline=PACED, input=rows, region="us-west-2", deadline="2022-09-07T01:20:00Z")
+    admin = {"Authorization": f"Bearer {deployed.admin_token}"}
+    submitted = httpx.post(
+        f"{deployed.url}/v1/batch/jobs", json=spec.model_dump(mode="json"), headers=admin, timeout=60
+    )
+    assert submitted.status_code == 202, submitted.text
+    seen: dict[int, int | None] = {}
+    drivers: dict[int, int | None] = {}
+    deadline = time.monotonic() + 180
+    state = ""
+    while time.monotonic() < deadline and state not in ("done", "failed"):
+        for pid in _workers_running("_paced_upper"):
+            seen.setdefault(pid, _policy(pid))
+        for pid in _workers_running("-m batch.job"):
+            drivers.setdefault(pid, _policy(pid))
+        response = httpx.get(f"{deployed.url}/v1/batch/jobs/{spec.job_id}")
+        state = str(response.json().get("state", "")) if response.status_code == 200 else ""
+        time.sleep(0.05)
+    assert state == "done"
+    _assert_exactly_once(spec)
+    policies = {policy for policy in seen.values() if policy is not None}
+    assert policies == {os.SCHED_IDLE}, f"workers running the pipeline and their policies: {seen}"
+    assert {policy for policy in drivers.values() if policy is not None} == {os.SCHED_OTHER}, drivers
+    replicas = _workers_running("ServeReplica:gridshift:region-")
+    assert replicas
+    assert all(_policy(pid) == os.SCHED_OTHER for pid in replicas)  # their main threads: the event loops

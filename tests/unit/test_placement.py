@@ -12,7 +12,8 @@ import batch.submit
 import rayjobs.submission
 from batch.spec import BatchJobSpec
 from fleet.loaders import load_fleet
-from fleet.serving import RegionPinning, ServingConfig
+from fleet.serving import ComputeScheduling, RegionPinning, ServingConfig
+from rayjobs.priority import SETUP_HOOK
 from router.placement import (
     PIN_AMOUNT,
     REGION_LABEL,
@@ -167,10 +168,8 @@ class _RecordingJobsClient:
         return str(request["submission_id"])
 
 
-def test_batch_jobs_are_submitted_to_run_on_their_regions_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
-    recorder = _RecordingJobsClient()
-    monkeypatch.setattr(rayjobs.submission, "jobs_client", lambda _address, _error: recorder)
-    spec = BatchJobSpec.model_validate(
+def _batch_spec() -> BatchJobSpec:
+    return BatchJobSpec.model_validate(
         {
             "job_id": "job-1",
             "pipeline": "example_pipelines.uppercase:uppercase",
@@ -180,6 +179,12 @@ def test_batch_jobs_are_submitted_to_run_on_their_regions_nodes(monkeypatch: pyt
             "region": "us-west-1",
         }
     )
+
+
+def test_batch_jobs_are_submitted_to_run_on_their_regions_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = _RecordingJobsClient()
+    monkeypatch.setattr(rayjobs.submission, "jobs_client", lambda _address, _error: recorder)
+    spec = _batch_spec()
     nodes = [_node("head"), _node("w1", "us-west-1")]
     assert batch.submit.submit_job(spec, FLEET, nodes=nodes) == "job-1"
     assert recorder.submitted["submission_id"] == "job-1"
@@ -188,6 +193,20 @@ def test_batch_jobs_are_submitted_to_run_on_their_regions_nodes(monkeypatch: pyt
     assert recorder.submitted["metadata"]["gridshift"] == batch.submit.JOB_KIND
     batch.submit.submit_job(spec.model_copy(update={"region": "us-east-1"}), FLEET, nodes=nodes)
     assert recorder.submitted["entrypoint_resources"] is None  # us-east-1 has no node here: anywhere
+
+
+@pytest.mark.parametrize(("scheduling", "hooked"), [(ComputeScheduling.IDLE, True), (ComputeScheduling.NICE, False)])
+def test_jobs_ask_ray_to_run_their_workers_as_background_work_only_under_idle(
+    monkeypatch: pytest.MonkeyPatch, scheduling: ComputeScheduling, hooked: bool
+) -> None:
+    """serving.compute_scheduling idle: the Ray Job's worker_process_setup_hook lowers its workers
+    (rayjobs/priority.py; tests/unit/test_compute_priority.py tests the hook itself)."""
+    recorder = _RecordingJobsClient()
+    monkeypatch.setattr(rayjobs.submission, "jobs_client", lambda _address, _error: recorder)
+    fleet = FLEET.model_copy(update={"serving": FLEET.serving.model_copy(update={"compute_scheduling": scheduling})})
+    batch.submit.submit_job(_batch_spec(), fleet)
+    hook = recorder.submitted["runtime_env"].get("worker_process_setup_hook")
+    assert hook == (SETUP_HOOK if hooked else None)
 
 
 def test_missing_region_nodes_names_in_cluster_regions_without_a_live_node() -> None:
