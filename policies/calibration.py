@@ -175,3 +175,19 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
     except json.JSONDecodeError as error:
         raise ConfigError(f"{source}: not valid JSON: {error}") from None
     return parse_calibration(data, source)
+
+
+HOST_COST_MARGIN = 1.25
+"""How much more than fp32 a lower precision may cost on the host before it is served as fp32: above run-to-run noise
+(a few percent for a pass of a few sentences), far below what a missing instruction set costs (bf16 without AVX-512
+BF16 took 6x fp32 on the project's machine)."""
+
+
+def costlier_than_fp32(cpu_s: Mapping[Precision, float], margin: float = HOST_COST_MARGIN) -> frozenset[Precision]:
+    """The precisions that cost more than fp32 on this host, from one probe's CPU seconds per precision (the same
+    texts at each). A lower precision exists to save compute, and fp32 meets every quality floor, so serving fp32
+    where one of these is asked for is both cheaper and better. Empty when fp32 was not measured."""
+    reference = cpu_s.get(Precision.FP32)
+    if reference is None or reference <= 0:
+        return frozenset()
+    return frozenset(p for p, seconds in cpu_s.items() if p is not Precision.FP32 and seconds > reference * margin)

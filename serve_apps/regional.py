@@ -17,6 +17,7 @@ import numpy.typing as npt
 from ray import serve
 
 from fleet.serving import ComputeScheduling, Knobs, Precision
+from policies.calibration import costlier_than_fp32
 from policies.control_api import ControlApi
 from policies.knob_leases import KnobsLease, KnobSource
 from policies.load import ReplicaReport
@@ -26,6 +27,16 @@ from serve_apps.nvml import GpuPowerMeter, open_gpu_power
 from serve_apps.replica_metrics import RegionalMetrics
 
 logger = logging.getLogger("gridshift.regional")
+
+# What a replica times each warmed precision on at start (a short and a longer sentence, as requests mix them), and
+# how many times: the least of the rounds is the probe's cost, robust to a round that other work interrupted.
+PROBE_TEXTS = (
+    "The grid operator called a demand response event for this evening.",
+    "Batch jobs wait for clean hours; training pauses at a checkpoint; inference moves to the region with headroom.",
+    "Embeddings",
+    "A flexible data centre can shed load within minutes when the grid is stressed.",
+)
+PROBE_ROUNDS = 2
 
 # Serve's own cap on requests queued at one replica; the live concurrency knob admits fewer at once.
 MAX_ONGOING_REQUESTS = 512
@@ -132,6 +143,9 @@ class RegionalModel:
         for precision in warm_precisions:
             self._model_thread.submit(self._embedder.embed, ["warm-up"], Precision(precision)).result()
         self.warmed: tuple[str, ...] = tuple(warm_precisions)
+        # The calibration the policy reads was measured on some host; a lower precision can cost more on this one
+        # (bf16 without the CPU's bf16 instructions). Those are served as fp32 here, and said so.
+        self.served_as_fp32 = self._probe_precisions(warm_precisions)
         self._configured = Knobs()  # what runs without a lease: user_config or set_knobs
         self._knobs = self._configured
         self.knob_source: str = KnobSource.CONFIGURED
@@ -158,6 +172,38 @@ class RegionalModel:
             self._knob_sync = knob_sync or control_actor_sync(knob_refresh_s)
             # Serve runs the constructor on the replica's event loop, so the loop is there to run the sync on.
             self._sync_task = asyncio.get_running_loop().create_task(self._sync_forever(knob_refresh_s))
+
+    def _probe_precisions(self, precisions: tuple[str, ...]) -> frozenset[Precision]:
+        """Time the same texts at each warmed precision (the model thread's CPU, the least of PROBE_ROUNDS) and return
+        those that cost more than fp32 on this host (policies.calibration.costlier_than_fp32)."""
+        probed = {Precision(p) for p in precisions} | {Precision.FP32}
+        if len(probed) < 2:
+            return frozenset()
+        cpu_s = {
+            precision: min(
+                self._model_thread.submit(self._timed_embed, list(PROBE_TEXTS), precision).result()[1]
+                for _ in range(PROBE_ROUNDS)
+            )
+            for precision in sorted(probed)
+        }
+        costlier = costlier_than_fp32(cpu_s)
+        for precision in sorted(costlier):
+            logger.warning(
+                "%s: %s costs %.1fx fp32 on this host (%.0f against %.0f ms CPU for %d texts), so it is served as "
+                "fp32 (cheaper, and it meets every quality floor). Measure this host's calibration with `python -m "
+                "benchmarks.bench_precision --write-calibration PATH` and set policy.calibration_file to it.",
+                self.region,
+                precision.value,
+                cpu_s[precision] / cpu_s[Precision.FP32],
+                cpu_s[precision] * 1000,
+                cpu_s[Precision.FP32] * 1000,
+                len(PROBE_TEXTS),
+            )
+        return costlier
+
+    def _precision_for(self, workload_class: str) -> Precision:
+        asked = self._knobs.precision_for(workload_class)
+        return Precision.FP32 if asked in self.served_as_fp32 else asked
 
     async def readiness(self) -> list[str]:
         """The precisions this replica has warmed up. Any answer at all means the replica is constructed."""
@@ -246,7 +292,7 @@ class RegionalModel:
         batch runs one model pass per precision present (a mixed batch costs at most one extra pass)."""
         groups: dict[Precision, list[int]] = {}
         for index, (_, workload_class) in enumerate(requests):
-            groups.setdefault(self._knobs.precision_for(workload_class), []).append(index)
+            groups.setdefault(self._precision_for(workload_class), []).append(index)
         results: dict[int, tuple[npt.NDArray[np.float32], str]] = {}
         for precision, indices in groups.items():
             texts = [text for i in indices for text in requests[i][0]]
@@ -330,6 +376,7 @@ class RegionalModel:
             "batches": self._batches,
             "mean_batch_occupancy": (self._batched_requests / self._batches) if self._batches else 0.0,
             "busy_cpu_s_by_precision": dict(self._busy_by_precision),
+            "served_as_fp32": sorted(p.value for p in self.served_as_fp32),  # costlier than fp32 on this host
             "uptime_s": time.time() - self._started_s,
         }
 

@@ -75,7 +75,9 @@ def test_an_emergency_turns_knobs_down_within_a_policy_period_and_back_up_after(
         stats = _replica_stats()
         assert stats["knobs"]["max_concurrency"] == 8
         assert stats["knobs"]["class_precision"] == {"tolerant": "bf16", "realtime": "bf16"}
-        assert _realtime_precision(deployed) == "bf16"  # the model really runs at the new precision
+        # The model really runs at the new precision, or at fp32 where bf16 costs more on this host (a CPU without
+        # bf16 instructions), which the replica says in its stats.
+        assert _realtime_precision(deployed) == ("fp32" if "bf16" in stats["served_as_fp32"] else "bf16")
         entry = _region_body(deployed)
         assert entry["knob_source"] == "policy"
         assert entry["policy"]["step"] == 3

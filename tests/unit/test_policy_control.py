@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from fleet.loaders import load_fleet
 from fleet.serving import Knobs, Precision
 from grid.context import FleetContext, load_context
 from policies.batch_gate import JobProgress
-from policies.calibration import Calibration, load_calibration
+from policies.calibration import Calibration, costlier_than_fp32, load_calibration
 from policies.control import ControlPlane
 from policies.control_state import GatewayLoad
 from policies.knob_leases import KnobsLease, KnobSource
@@ -338,3 +339,41 @@ def test_a_utility_price_signal_replaces_the_regions_price_while_active(context:
     state = plane.state()
     assert state is not None
     assert all(r.signals.price_usd_per_mwh is None for r in state.snapshot.regions)
+
+
+def test_a_lower_precision_that_costs_more_than_fp32_here_is_served_as_fp32() -> None:
+    probe = {Precision.FP32: 0.010, Precision.BF16: 0.060, Precision.INT8: 0.004}
+    assert costlier_than_fp32(probe) == {Precision.BF16}
+    assert costlier_than_fp32({**probe, Precision.BF16: 0.0120}) == frozenset()  # within the margin: noise
+    assert costlier_than_fp32({Precision.BF16: 0.060}) == frozenset()  # no fp32 to compare with
+
+    async def scenario() -> None:
+        model = RegionalModel(
+            "us-west-1",
+            f"{__name__}:_SlowBf16Embedder",
+            {},
+            "stub",
+            0.005,
+            1,
+            knob_refresh_s=None,
+            warm_precisions=("fp32", "bf16", "int8"),
+        )
+        assert model.served_as_fp32 == {Precision.BF16}
+        assert model.stats()["served_as_fp32"] == ["bf16"]
+        await model.set_knobs({"class_precision": {"tolerant": "bf16", "batch": "int8"}})
+        results = await model.run_batch([(["a"], "tolerant"), (["b"], "batch"), (["c"], "realtime")])
+        assert [precision for _, precision in results] == ["fp32", "int8", "fp32"]
+        assert results[0][0].tolist() == [[1.0, 1.0]]  # the fp32 pass's answer, not bf16's
+
+    asyncio.run(scenario())
+
+
+class _SlowBf16Embedder(_StubEmbedder):
+    """bf16 burns several times fp32's CPU, as on a host without bf16 instructions."""
+
+    def embed(self, texts: list[str], precision: Precision) -> np.ndarray:
+        burn_s = {"fp32": 0.004, "bf16": 0.03, "int8": 0.002}[Precision(precision).value]
+        started = time.thread_time()
+        while time.thread_time() - started < burn_s:
+            pass
+        return super().embed(texts, precision)
