@@ -443,8 +443,10 @@ def _policy(pid: int) -> int | None:
 def test_a_submitted_jobs_workers_run_its_stages_as_background_work(deployed: Deployed, tmp_path: Path) -> None:
     """serving.compute_scheduling idle (the default): the job's workers run its pipeline under SCHED_IDLE (the Ray
     Job's worker_process_setup_hook), while its driver and the serving replicas' event loops keep the normal policy."""
-    rows = str(_corpus(tmp_path, 1500))
-    spec = _spec(tmp_path, pipeline=PACED, input=rows, region="us-west-2", deadline="2022-09-07T01:20:00Z")
+    rows = str(_corpus(tmp_path, 800))  # 2 ms a row in blocks of 100: seconds of work to catch the workers in
+    spec = _spec(
+        tmp_path, pipeline=PACED, input=rows, region="us-west-2", deadline="2022-09-07T01:20:00Z", block_rows=100
+    )
     admin = {"Authorization": f"Bearer {deployed.admin_token}"}
     submitted = httpx.post(
         f"{deployed.url}/v1/batch/jobs", json=spec.model_dump(mode="json"), headers=admin, timeout=60
