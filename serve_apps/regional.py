@@ -28,7 +28,7 @@ from serve_apps.replica_metrics import RegionalMetrics
 
 logger = logging.getLogger("gridshift.regional")
 
-# What a replica times each warmed precision on at start (a short and a longer sentence, as requests mix them), and
+# What a replica times each warmed precision on at start (short and longer sentences, as requests mix them), and
 # how many times: the least of the rounds is the probe's cost, robust to a round that other work interrupted.
 PROBE_TEXTS = (
     "The grid operator called a demand response event for this evening.",
