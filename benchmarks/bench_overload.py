@@ -4,6 +4,7 @@
     python -m benchmarks.bench_overload --smoke         # toy durations, what CI runs: the output's shape is checked
     python -m benchmarks.bench_overload --ingress proxy # through Serve's proxy actor (before: direct, as gridshift up)
     python -m benchmarks.bench_overload --compute nice  # model threads niced, not SCHED_IDLE (before: idle)
+    python -m benchmarks.bench_overload --max-wait-s 9.9 # admission by count only (before the wait bound)
 
 One local Ray cluster with the default fleet deployed as `gridshift up` does (policy and knob leases on), replaying
 the heat-wave peak in real time (us-west-1 at stress 3). Requests come from `../shared/data/workloads/` (one to
@@ -37,7 +38,7 @@ import aiohttp
 from benchmarks.gateway_paths import MODEL, SENTENCES, bench_fleet
 from benchmarks.ideal_queue import ideal_latencies_s, item_seconds, percentile
 from benchmarks.process_cpu import cpu_by_role, pin_models, share_of, used
-from fleet.serving import ComputeScheduling, Ingress
+from fleet.serving import ComputeScheduling, GatewayConfig, Ingress
 from loadtests.azure_trace import TRACE_FILE, TraceRequest, load_trace_requests, schedule
 
 REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2")
@@ -275,7 +276,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fleet = bench_fleet(args.port, args.fleet)
     fleet = fleet.model_copy(
         update={
-            "gateway": fleet.gateway.model_copy(update={"ingress": Ingress(args.ingress)}),
+            "gateway": fleet.gateway.model_copy(
+                update={"ingress": Ingress(args.ingress), "admission_max_wait_s": args.max_wait_s}
+            ),
             "serving": fleet.serving.model_copy(update={"compute_scheduling": ComputeScheduling(args.compute)}),
         }
     )
@@ -307,6 +310,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model_cores=args.model_cores or None,
         ingress=args.ingress,
         compute_scheduling=args.compute,
+        admission_max_wait_s=args.max_wait_s,
         fleet=args.fleet,
     )
     return report
@@ -316,7 +320,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"capacity {report['capacity_per_s']:.1f} requests/s (closed loop, 32 clients); unloaded p99 "
         f"{report['unloaded_p99_ms']:.0f} ms; {report['level_s']:g} s per level; ingress {report['ingress']}, "
-        f"model work {report['compute_scheduling']}; model replicas pinned to {report['model_cores'] or 'no'} "
+        f"model work {report['compute_scheduling']}, admission wait bound {report['admission_max_wait_s']:g} s; "
+        f"model replicas pinned to {report['model_cores'] or 'no'} "
         f"core(s); CPU at capacity: "
         f"{_cpu_text(report['capacity_cpu_share'])}",
         "",
@@ -388,6 +393,13 @@ def main(argv: list[str] | None = None) -> int:
         default=ComputeScheduling.IDLE.value,
         help="how the replicas' model threads yield to the request path (serving.compute_scheduling): idle (default, "
         "as gridshift up) or nice (before; run both for the comparison)",
+    )
+    parser.add_argument(
+        "--max-wait-s",
+        type=float,
+        default=GatewayConfig.model_fields["admission_max_wait_s"].default,
+        help="gateway.admission_max_wait_s: how long tolerant work may be admitted to wait at a region (default: the "
+        "fleet's default; 9.9, just under the forward timeout, leaves only the count bound, as before it)",
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="toy durations, for CI: the output shape is checked")

@@ -165,6 +165,13 @@ class GatewayConfig(StrictModel):
         "work slots: one batch each, or fewer where max_concurrency caps it), as a multiple of that; beyond it the "
         "region is full and the next one is tried.",
     )
+    admission_max_wait_s: PositiveFloat = Field(
+        5.0,
+        description="The longest tolerant work is admitted to wait at a region for the items already in flight there, "
+        "at the pace the region delivers while busy (as this gateway observes it; the calibrated cost until it has "
+        "seen enough); beyond it the region is full for tolerant work. Bounds the accepted requests' wait in time, "
+        "where the admission bound counts requests of any size. Below forward_timeout_s.",
+    )
     realtime_reserve: float = Field(
         0.2,
         ge=0.0,
@@ -194,6 +201,11 @@ class GatewayConfig(StrictModel):
             raise ValueError(f"proxy_port: {self.proxy_port} is the gateway's own port; give Serve's proxy another")
         if self.port == 65535 and self.proxy_port is None and self.ingress is not Ingress.PROXY:
             raise ValueError("proxy_port: port 65535 leaves no port + 1 for Serve's proxy; set proxy_port")
+        if self.admission_max_wait_s >= self.forward_timeout_s:
+            raise ValueError(
+                f"admission_max_wait_s: {self.admission_max_wait_s:g} s must be below forward_timeout_s "
+                f"({self.forward_timeout_s:g} s), or admitted work would time out in the queue it was admitted to"
+            )
         if self.ingress is Ingress.DIRECT and self.replicas > 1:
             raise ValueError(
                 f"replicas: {self.replicas} gateway replicas cannot share gateway.port under ingress: direct "

@@ -1,6 +1,7 @@
 """Admission per region (pure): how much work a gateway replica may have in flight at a region before the region is
-full, from the knobs in force; real-time work may use a reserve that tolerant work may not; and the order tolerant
-work tries its regions in, so it does not queue past its budget at one region while another calm one is free."""
+full, from the knobs in force; real-time work may use a reserve that tolerant work may not; how long the items already
+in flight there keep new work waiting, from the pace the region delivers while busy; and the order tolerant work
+tries its regions in, so it does not queue past its budget at one region while another calm one is free."""
 
 from __future__ import annotations
 
@@ -37,6 +38,53 @@ def admits(in_flight: int, bound: AdmissionBound, *, urgent: bool, realtime_rese
     if urgent:
         return in_flight < bound.total
     return in_flight < max(1, math.floor(bound.total * (1.0 - realtime_reserve)))
+
+
+PACE_HALF_LIFE_ITEMS = 256.0
+"""Items after which an observation of a region's pace counts half: a few passes, so a change of knobs (a smaller
+batch, another precision) or of contention on the region's cores shows within seconds under load."""
+
+PACE_MIN_ITEMS = 16.0
+"""Items a region must have answered while busy before its observed pace is trusted over the calibrated cost."""
+
+
+@dataclass(slots=True)
+class BusyPace:
+    """The wall time per item a region delivers while it has work queued, learned from this gateway's own answers.
+
+    Only the time between two answers with work in flight all along counts, divided by the items the second answer
+    carried: a throughput, in which the fixed cost of each request (the hops, the batch wait) overlaps with the work
+    ahead of it. A request that finds the region idle starts a new busy period and teaches nothing, since its
+    latency is mostly that fixed cost; counting it made an idle region's queue look several times dearer than it is
+    (the observed-pace admission reverted in be85d69 did). Contention counts: on cores shared with other regions or
+    jobs, the pace is what the region really delivers there, which no calibration file knows.
+    """
+
+    half_life_items: float = PACE_HALF_LIFE_ITEMS
+    seconds: float = 0.0
+    items: float = 0.0
+    last_answer_s: float | None = None  # the previous answer, while work stayed in flight since it
+
+    def started(self, in_flight_before: int) -> None:
+        """A request was sent to the region with `in_flight_before` others there."""
+        if in_flight_before == 0:
+            self.last_answer_s = None
+
+    def answered(self, now_s: float, items: int, in_flight_after: int) -> None:
+        """A request of `items` was answered at `now_s`, leaving `in_flight_after` in flight there."""
+        if self.last_answer_s is not None:
+            keep = 0.5 ** (items / self.half_life_items)
+            self.seconds = self.seconds * keep + max(0.0, now_s - self.last_answer_s)
+            self.items = self.items * keep + items
+        self.last_answer_s = now_s if in_flight_after > 0 else None
+
+    def failed(self) -> None:
+        """A request failed or was cancelled: the interval to the next answer is not the region's pace."""
+        self.last_answer_s = None
+
+    def seconds_per_item(self) -> float | None:
+        """The observed pace, or None until enough busy answers were seen."""
+        return self.seconds / self.items if self.items >= PACE_MIN_ITEMS else None
 
 
 def queue_wait_ms(items_ahead: int, item_ms: float, servers: float) -> float:

@@ -25,7 +25,7 @@ from policies.actors.client import Client
 from policies.calibration import Calibration, load_calibration
 from policies.control_api import ControlApi
 from policies.control_state import ControlState, GatewayLoad
-from router.admission import AdmissionBound, admission_bound, admits, budget_order, queue_wait_ms
+from router.admission import AdmissionBound, BusyPace, admission_bound, admits, budget_order, queue_wait_ms
 from router.routing import RegionState, RouteDecision, RouteRequest
 from router.sticky import StickyRouter
 from serve_apps.backends import BackendError, RegionalResult, RegionBackend
@@ -143,6 +143,7 @@ class GatewayCore:
         self.remote_regions = frozenset(region.name for region in fleet.regions if region.endpoint_url)
         self.in_flight: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
         self.in_flight_items: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
+        self.pace: dict[str, BusyPace] = {name: BusyPace() for name in fleet.region_names}
         self.calibration: Calibration = load_calibration(fleet.policy.calibration_file)
         self.served_by_region: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
         self.metrics: GatewayObserver = GatewayMetrics()  # per-replica counters, exported by Ray
@@ -295,8 +296,16 @@ class GatewayCore:
         self._view = _View(key, states, stress, {s.name: s.headroom for s in states}, bounds, item_ms, servers)
         return self._view
 
+    def queue_wait_s(self, region: str, view: _View) -> float:
+        """How long work joining `region` now waits for the items this replica has in flight there: at the pace the
+        region delivers while busy, as this replica observes it (router.admission.BusyPace), which counts the
+        contention on its cores; at the calibrated model cost until it has seen enough."""
+        observed = self.pace[region].seconds_per_item()
+        calibrated = queue_wait_ms(1, view.item_ms[region], view.servers[region]) / 1000.0
+        return self.in_flight_items[region] * (calibrated if observed is None else observed)
+
     def _try_order(
-        self, request: RouteRequest, ranked: tuple[str, ...], view: _View, items: int
+        self, request: RouteRequest, ranked: tuple[str, ...], view: _View
     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The ranked regions in the order to try, and those passed over because their queue would miss the budget
         (router.admission.budget_order). Real-time work keeps the ranking: it stays at its origin."""
@@ -304,10 +313,10 @@ class GatewayCore:
             return ranked, ()
         row = self.rtt_ms.get(request.origin, {})
         avoid_level = self.fleet.routing.avoid_stress_level
+        # The wait for the work ahead, not the request's own pass: that costs the same in every region, and an idle
+        # region must always fit (costing its own items moved work off the router's choice at light load).
         fits = {
-            name: row.get(name, 0.0)
-            + queue_wait_ms(self.in_flight_items[name] + items, view.item_ms[name], view.servers[name])
-            <= request.latency_budget_ms
+            name: row.get(name, 0.0) + 1000.0 * self.queue_wait_s(name, view) <= request.latency_budget_ms
             for name in ranked
         }
         return budget_order(ranked, fits, {name: view.stress[name] < avoid_level for name in ranked})
@@ -337,7 +346,7 @@ class GatewayCore:
         row = self.rtt_ms.get(request.origin, {})
         started_s = self._monotonic_s()
         items = len(texts)
-        order, passed = self._try_order(request, decision.ranked, view, items)
+        order, passed = self._try_order(request, decision.ranked, view)
         # Regions in ranked order, tolerant work first where its queue fits the budget. A full region (at its
         # admission bound) is skipped, not waited on; a region that fails is left for the next. An attempt is never
         # abandoned while it works: it waits up to forward_timeout_s, which the bounded queues keep well above a
@@ -352,9 +361,11 @@ class GatewayCore:
                 continue
             if not admits(
                 self.in_flight[region], view.bounds[region], urgent=urgent, realtime_reserve=gateway.realtime_reserve
-            ):
+            ) or (not urgent and self.queue_wait_s(region, view) > gateway.admission_max_wait_s):
+                # Real-time work is bounded by count only (admitted first); tolerant work also by the time it waits.
                 full.append(region)
                 continue
+            self.pace[region].started(self.in_flight[region])
             attempts.append(region)
             self.in_flight[region] += 1
             self.in_flight_items[region] += items
@@ -363,6 +374,7 @@ class GatewayCore:
                     await self._sleep(row.get(region, 0.0) / 1000.0)  # the real round trip, emulated on one machine
                 result = await backend.embed(texts, gateway.forward_timeout_s, request.workload_class)
             except BackendError as error:
+                self.pace[region].failed()
                 self.health.failed(region)
                 logger.warning("forward to %s failed (%s); trying the next candidate", region, error)
                 self.metrics.failed_over(region)
@@ -371,6 +383,7 @@ class GatewayCore:
                 self.in_flight[region] -= 1
                 self.in_flight_items[region] -= items
             self.health.succeeded(region)
+            self.pace[region].answered(self._monotonic_s(), items, self.in_flight[region])
             self.served_by_region[region] += 1
             if request.mode is RoutingMode.SHIFT and region != request.origin:
                 self._moved.append((self._monotonic_s(), request.origin, len(texts)))

@@ -248,6 +248,7 @@ def create_app(
                 "in_flight": core.in_flight[name],
                 "served": core.served_by_region[name],
                 "marked_down": name in core.health.down,
+                "busy_seconds_per_item": core.pace[name].seconds_per_item(),  # the pace admission's wait bound uses
             }
             extra = per_region.get(name, {})
             region["load"] = extra.get("load")

@@ -121,6 +121,10 @@ def _expect_error(data: Any, *fragments: str) -> str:
         (lambda d: d["gateway"].update(ingress="tunnel"), ["gateway.ingress", "'direct'"]),
         (lambda d: d["gateway"].update(proxy_port=8000), ["gateway", "proxy_port: 8000 is the gateway's own port"]),
         (
+            lambda d: d["gateway"].update(admission_max_wait_s=12, forward_timeout_s=10),
+            ["gateway", "admission_max_wait_s: 12 s must be below forward_timeout_s (10 s)"],
+        ),
+        (
             lambda d: d["gateway"].update(ingress="direct", replicas=2),
             ["gateway", "replicas: 2 gateway replicas cannot share gateway.port"],
         ),
