@@ -201,15 +201,19 @@ class GatewayConfig(StrictModel):
             raise ValueError(f"proxy_port: {self.proxy_port} is the gateway's own port; give Serve's proxy another")
         if self.port == 65535 and self.proxy_port is None and self.ingress is not Ingress.PROXY:
             raise ValueError("proxy_port: port 65535 leaves no port + 1 for Serve's proxy; set proxy_port")
-        if self.admission_max_wait_s >= self.forward_timeout_s:
-            raise ValueError(
-                f"admission_max_wait_s: {self.admission_max_wait_s:g} s must be below forward_timeout_s "
-                f"({self.forward_timeout_s:g} s), or admitted work would time out in the queue it was admitted to"
-            )
         if self.ingress is Ingress.DIRECT and self.replicas > 1:
             raise ValueError(
                 f"replicas: {self.replicas} gateway replicas cannot share gateway.port under ingress: direct "
                 "(each replica serves a port of its own); use ingress: proxy or one replica"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _wait_below_timeout(self) -> GatewayConfig:
+        if self.admission_max_wait_s >= self.forward_timeout_s:
+            raise ValueError(
+                f"admission_max_wait_s: {self.admission_max_wait_s:g} s must be below forward_timeout_s "
+                f"({self.forward_timeout_s:g} s), or admitted work would time out in the queue it was admitted to"
             )
         return self
 

@@ -79,7 +79,8 @@ class BusyPace:
         self.last_answer_s = now_s if in_flight_after > 0 else None
 
     def failed(self) -> None:
-        """A request failed or was cancelled: the interval to the next answer is not the region's pace."""
+        """A request failed (an error, or a timed-out attempt): the interval to the next answer is not the region's
+        pace."""
         self.last_answer_s = None
 
     def seconds_per_item(self) -> float | None:

@@ -67,8 +67,9 @@ class _View:
     stress: dict[str, int]
     headroom: dict[str, float]
     bounds: dict[str, AdmissionBound]
-    item_ms: dict[str, float]  # per region, the calibrated model cost of one tolerant item at the knobs in force
-    servers: dict[str, float]  # per region, items served at once, as this gateway replica's share
+    # Per region, the calibrated wall time per tolerant item at the knobs in force, over the items served at once
+    # (this gateway replica's share): the pace until the region's observed one (BusyPace) is known.
+    calibrated_s_per_item: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -283,17 +284,18 @@ class GatewayCore:
         # This replica's own view of health counts at once; the control state catches up on the next sync.
         states = [s if s.name not in self.health.down else replace(s, healthy=False) for s in state.snapshot.states]
         gateway = self.fleet.gateway
-        bounds, item_ms, servers = {}, {}, {}
+        bounds, calibrated = {}, {}
         for region in self.fleet.regions:
             knobs = state.knobs[region.name]
             replicas = region.capacity_replicas if region.endpoint_url else self.fleet.serving.replicas_per_region
             bounds[region.name] = admission_bound(
                 knobs.work_slots, replicas, gateway.replicas, gateway.admission_queue_factor
             )
-            item_ms[region.name] = self.calibration.cpu_ms_per_item(knobs.precision_for("tolerant"), knobs.work_slots)
-            servers[region.name] = replicas * self.fleet.serving.torch_threads / gateway.replicas
+            item_ms = self.calibration.cpu_ms_per_item(knobs.precision_for("tolerant"), knobs.work_slots)
+            servers = replicas * self.fleet.serving.torch_threads / gateway.replicas
+            calibrated[region.name] = queue_wait_ms(1, item_ms, servers) / 1000.0
         stress = {s.name: s.stress_level for s in states}
-        self._view = _View(key, states, stress, {s.name: s.headroom for s in states}, bounds, item_ms, servers)
+        self._view = _View(key, states, stress, {s.name: s.headroom for s in states}, bounds, calibrated)
         return self._view
 
     def queue_wait_s(self, region: str, view: _View) -> float:
@@ -301,8 +303,7 @@ class GatewayCore:
         region delivers while busy, as this replica observes it (router.admission.BusyPace), which counts the
         contention on its cores; at the calibrated model cost until it has seen enough."""
         observed = self.pace[region].seconds_per_item()
-        calibrated = queue_wait_ms(1, view.item_ms[region], view.servers[region]) / 1000.0
-        return self.in_flight_items[region] * (calibrated if observed is None else observed)
+        return self.in_flight_items[region] * (view.calibrated_s_per_item[region] if observed is None else observed)
 
     def _try_order(
         self, request: RouteRequest, ranked: tuple[str, ...], view: _View

@@ -167,7 +167,7 @@ def test_a_burst_spreads_to_the_next_calm_region_instead_of_queueing_past_its_bu
         first = core.decide(route, await core.ready_state(), draw=0.0).region
         # Enough items at the first region that one more would wait past the 150 ms budget there.
         view = core._view_of(await core.ready_state())
-        over = int(route.latency_budget_ms * view.servers[first] / view.item_ms[first]) + 1
+        over = int(route.latency_budget_ms / (1000.0 * view.calibrated_s_per_item[first])) + 1
         tasks = [asyncio.create_task(core.serve(route, ["x"] * over))]
         await asyncio.sleep(0.01)
         assert core.in_flight[first] == 1
@@ -242,7 +242,7 @@ def test_tolerant_work_skips_a_region_whose_queue_would_outlast_the_wait_bound_r
         later = asyncio.create_task(core.serve(route, ["at the bound"]))  # exactly at the bound: admitted
         await asyncio.sleep(0.01)
         assert core.in_flight[first] == 2
-        served = await core.serve(route, ["over"])  # 2.1 s of items ahead: the next region
+        served = await core.serve(route, ["over"])  # one item over the bound ahead: the next region
         assert served.result.region != first
         assert served.full == (first,)
         urgent = asyncio.create_task(core.serve(core.route_request(first, "realtime", None), ["urgent"]))
@@ -269,5 +269,32 @@ def test_an_idle_region_keeps_the_routers_choice_however_slow_its_observed_pace(
         served = await core.serve(route, ["x"] * 8)
         assert served.result.region == first
         assert served.full == ()
+
+    asyncio.run(scenario())
+
+
+def test_the_budget_order_costs_a_queue_at_the_observed_pace_not_the_calibrated_cost() -> None:
+    # Two items ahead cost the calibrated few ms, but this region was seen delivering 100 ms per item under load
+    # (a slower host, cores shared with other regions): tolerant work goes on to the next calm region.
+    regions = {name: FakeRegion(name) for name in REGIONS}
+
+    async def scenario() -> None:
+        core = _core(regions, batch=64, concurrency=64)  # count bounds far above the test's load
+        hold = asyncio.Event()
+        regions["us-west-2"].hold = hold
+        route = core.route_request("us-west-2", "tolerant", None)
+        first = core.decide(route, await core.ready_state(), draw=0.0).region
+        view = core._view_of(await core.ready_state())
+        assert 2000.0 * view.calibrated_s_per_item[first] < route.latency_budget_ms  # the calibration says it fits
+        held = asyncio.create_task(core.serve(route, ["x", "y"]))
+        await asyncio.sleep(0.01)
+        pace = core.pace[first]
+        pace.seconds, pace.items = 10.0, 100.0
+        served = await core.serve(route, ["next"])
+        assert served.result.region != first
+        assert served.full == (first,)  # passed over for its queue, not full by count
+        assert regions["us-west-1"].calls == 0  # never the region in grid emergency
+        hold.set()
+        await held
 
     asyncio.run(scenario())
