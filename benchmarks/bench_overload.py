@@ -9,8 +9,10 @@
 One local Ray cluster with the default fleet deployed as `gridshift up` does (policy and knob leases on), replaying
 the heat-wave peak in real time (us-west-1 at stress 3). Requests come from `../shared/data/workloads/` (one to
 eight sentences each from their context tokens, 30 % real-time, origins spread over the four regions), sent at the
-trace's own (scaled) arrival times whatever the answers do. Capacity is the throughput of a closed loop of 32
-clients sending the same requests; the unloaded p99 comes from one client at a time. Per level: goodput, answers
+trace's own arrival gaps, scaled so that each level offers its multiple of capacity over its own window
+(loadtests.azure_trace.schedule_window), whatever the answers do. Capacity is the throughput of a closed loop of 32
+clients sending the same requests (answers completed within the probe, per second); the unloaded p99 comes from one
+client at a time. Per level: goodput (answers completed within the level's window, per second), answers
 503 "overloaded" (admission: every region that may serve was full) with the time to that answer, other failures,
 p50/p99 of accepted requests, and tolerant requests served in a region under a grid emergency (stress 3) while a
 calm region was up; and the p99 an ideal queue gives the same arrivals at the measured capacity (two cores, first
@@ -39,7 +41,7 @@ from benchmarks.gateway_paths import MODEL, SENTENCES, bench_fleet
 from benchmarks.ideal_queue import ideal_latencies_s, item_seconds, percentile
 from benchmarks.process_cpu import cpu_by_role, pin_models, share_of, used
 from fleet.serving import ComputeScheduling, GatewayConfig, Ingress
-from loadtests.azure_trace import TRACE_FILE, TraceRequest, load_trace_requests, schedule
+from loadtests.azure_trace import TRACE_FILE, TraceRequest, load_trace_requests, schedule_window
 
 REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2")
 EMERGENCY = "us-west-1"  # CISO at stress 3 at the replayed peak
@@ -73,8 +75,9 @@ class Level:
     label: str
     multiple: float
     offered_per_s: float
-    goodput_per_s: float
+    goodput_per_s: float  # answers completed within the sending window, per second of it
     goodput_of_capacity: float
+    goodput_with_drain_per_s: float  # every answer, over the window plus the drain (this benchmark's earlier figure)
     accepted: int
     overloaded: int
     other_failures: int
@@ -163,6 +166,12 @@ async def open_loop(url: str, plan: list[TraceRequest], seed: int) -> list[Answe
         return list(await asyncio.gather(*tasks))
 
 
+def completed_within(answers: list[Answer], duration_s: float) -> int:
+    """How many of `answers` completed within `duration_s` of the first one's sending."""
+    first_sent = min((a.done_s - a.latency_s for a in answers), default=0.0)
+    return sum(a.done_s - first_sent <= duration_s for a in answers)
+
+
 def summarize(
     label: str,
     multiple: float,
@@ -173,12 +182,16 @@ def summarize(
     ideal: list[float] | None = None,
     cpu_s: dict[str, float] | None = None,
 ) -> Level:
-    """One level's figures. Goodput is over the time the answers took (sending window plus drain), so a backlog
-    served after the window is not counted as extra throughput. `ideal`: the ideal queue's latencies (s) for the
-    level's arrivals."""
+    """One level's figures. Goodput counts the answers completed within the sending window, per second of it: the
+    rate served while the load is offered, so a backlog served after the window is not counted as extra throughput,
+    and the drain (regions going idle one by one as their queues empty, with nothing offered) is not counted as
+    lost throughput either. `goodput_with_drain_per_s` is the earlier figure: every answer over the window plus the
+    drain, which reads low by the drain's idle time. `ideal`: the ideal queue's latencies (s) for the level's
+    arrivals."""
     accepted = [a for a in answers if a.status == 200]
     first_sent = min((a.done_s - a.latency_s for a in answers), default=0.0)
     served_over_s = max(duration_s, max((a.done_s for a in answers), default=0.0) - first_sent)
+    in_window = completed_within(accepted, duration_s)
     overloaded = [a for a in answers if a.overloaded]
     latencies = sorted(a.latency_s * 1000 for a in accepted) or [float("nan")]
     rejects = sorted(a.latency_s * 1000 for a in overloaded)
@@ -187,8 +200,9 @@ def summarize(
         label=label,
         multiple=multiple,
         offered_per_s=len(answers) / duration_s,
-        goodput_per_s=len(accepted) / served_over_s,
-        goodput_of_capacity=len(accepted) / served_over_s / capacity,
+        goodput_per_s=in_window / duration_s,
+        goodput_of_capacity=in_window / duration_s / capacity,
+        goodput_with_drain_per_s=len(accepted) / served_over_s,
         accepted=len(accepted),
         overloaded=len(overloaded),
         other_failures=len(answers) - len(accepted) - len(overloaded),
@@ -229,7 +243,9 @@ async def measure(args: argparse.Namespace, base: str, requests: list[TraceReque
     saturated = await closed_loop(url, requests, 32, args.probe_s)
     capacity_cpu = share_of(used(cpu_before, cpu_by_role()))
     served = [a for a in saturated if a.status == 200]
-    capacity = len(served) / args.probe_s
+    # Answers completed within the probe, per second: the requests still in flight at its end (32, about one
+    # latency's worth) complete after it, and counting them too overstated capacity by about a tenth.
+    capacity = completed_within(served, args.probe_s) / args.probe_s
     if capacity <= 0:
         raise BenchError("the fleet served nothing in the capacity probe")
     model_cores = args.model_cores or CLUSTER_CPUS  # the cores the model's work can use
@@ -240,7 +256,7 @@ async def measure(args: argparse.Namespace, base: str, requests: list[TraceReque
 
     levels = []
     for offset, multiple in enumerate(args.multiples):
-        plan = schedule(requests, multiple * capacity, args.level_s, offset=offset * 997)
+        plan = schedule_window(requests, multiple * capacity, args.level_s, offset=offset * 997)
         cpu_before = cpu_by_role()
         answers = await open_loop(url, plan, seed=offset)
         cpu = used(cpu_before, cpu_by_role())
@@ -250,7 +266,7 @@ async def measure(args: argparse.Namespace, base: str, requests: list[TraceReque
     event = await _admin(base, "POST", "/v1/admin/events", {"region": EVENT_REGION, "level": 3})
     try:
         await asyncio.sleep(1.0)  # every gateway replica refreshes its state within this
-        plan = schedule(requests, 2.0 * capacity, args.level_s, offset=7919)
+        plan = schedule_window(requests, 2.0 * capacity, args.level_s, offset=7919)
         cpu_before = cpu_by_role()
         answers = await open_loop(url, plan, seed=99)
         cpu = used(cpu_before, cpu_by_role())
@@ -261,6 +277,8 @@ async def measure(args: argparse.Namespace, base: str, requests: list[TraceReque
     return {
         "capacity_per_s": capacity,
         "capacity_cpu_share": capacity_cpu,
+        # Rejected clients wait their Retry-After: many rejections here would understate capacity.
+        "capacity_overloaded": sum(a.overloaded for a in saturated),
         "unloaded_p99_ms": unloaded_p99,
         "levels": [asdict(level) for level in levels],
     }
@@ -318,15 +336,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def render(report: dict[str, Any]) -> str:
     lines = [
-        f"capacity {report['capacity_per_s']:.1f} requests/s (closed loop, 32 clients); unloaded p99 "
+        f"capacity {report['capacity_per_s']:.1f} requests/s (closed loop, 32 clients, "
+        f"{report['capacity_overloaded']} rejected); unloaded p99 "
         f"{report['unloaded_p99_ms']:.0f} ms; {report['level_s']:g} s per level; ingress {report['ingress']}, "
         f"model work {report['compute_scheduling']}, admission wait bound {report['admission_max_wait_s']:g} s; "
         f"model replicas pinned to {report['model_cores'] or 'no'} "
         f"core(s); CPU at capacity: "
         f"{_cpu_text(report['capacity_cpu_share'])}",
         "",
-        "| offered | req/s | goodput/s | × capacity | accepted | 503 overloaded | reject p50 / max ms | other failures "
-        "| p50 ms | p99 ms | ideal-queue p99 ms | tolerant in emergency "
+        "| offered | req/s | goodput/s (with drain) | × capacity | accepted | 503 overloaded | reject p50 / max ms "
+        "| other failures | p50 ms | p99 ms | ideal-queue p99 ms | tolerant in emergency "
         "| CPU: model / gateway+proxy / load generator | gateway+proxy CPU ms per request |",
         "|--|--:|--:|--:|--:|--:|--|--:|--:|--:|--:|--:|--|--:|",
     ]
@@ -337,7 +356,8 @@ def render(report: dict[str, Any]) -> str:
             else "-"
         )
         lines.append(
-            f"| {level['label']} | {level['offered_per_s']:.1f} | {level['goodput_per_s']:.1f} | "
+            f"| {level['label']} | {level['offered_per_s']:.1f} | {level['goodput_per_s']:.1f} "
+            f"({level['goodput_with_drain_per_s']:.1f}) | "
             f"{level['goodput_of_capacity']:.2f} | {level['accepted']} | {level['overloaded']} | {rejects} | "
             f"{level['other_failures']} | {level['p50_ms']:.0f} | {level['p99_ms']:.0f} | "
             f"{level['ideal_p99_ms']:.0f} | {level['emergency_spill']} | {_cpu_text(level['cpu_share'])} | "

@@ -70,13 +70,22 @@ class BusyPace:
         if in_flight_before == 0:
             self.last_answer_s = None
 
-    def answered(self, now_s: float, items: int, in_flight_after: int) -> None:
-        """A request of `items` was answered at `now_s`, leaving `in_flight_after` in flight there."""
+    def answered(self, now_s: float, items: int, in_flight_after: int) -> float | None:
+        """A request of `items` was answered at `now_s`, leaving `in_flight_after` in flight there. Returns the busy
+        interval it counted (seconds the region took for these items), or None when it counted none."""
+        interval = None
         if self.last_answer_s is not None:
+            interval = max(0.0, now_s - self.last_answer_s)
             keep = 0.5 ** (items / self.half_life_items)
-            self.seconds = self.seconds * keep + max(0.0, now_s - self.last_answer_s)
+            self.seconds = self.seconds * keep + interval
             self.items = self.items * keep + items
         self.last_answer_s = now_s if in_flight_after > 0 else None
+        return interval
+
+    def rescale(self, factor: float) -> None:
+        """The knobs in force changed the region's calibrated cost by `factor`: the learned pace follows at once
+        (a DR event that halves the batch makes each item dearer now, not after the next half-life of answers)."""
+        self.seconds *= factor
 
     def failed(self) -> None:
         """A request failed (an error, or a timed-out attempt): the interval to the next answer is not the region's
@@ -86,6 +95,43 @@ class BusyPace:
     def seconds_per_item(self) -> float | None:
         """The observed pace, or None until enough busy answers were seen."""
         return self.seconds / self.items if self.items >= PACE_MIN_ITEMS else None
+
+
+@dataclass(slots=True)
+class PaceRatio:
+    """The pace regions deliver while busy over their calibrated cost, pooled over every region's busy intervals.
+
+    A region not yet seen busy long enough has no pace of its own; the calibration alone can be several times off
+    (measured on another host: on two shared cores each item took about five times its calibrated cost), and a
+    queue costed that cheaply over-admits exactly when a DR event moves work onto regions that were idle. What the
+    host does to the other regions is the better prior, until the region has a pace of its own.
+    """
+
+    half_life_items: float = PACE_HALF_LIFE_ITEMS
+    observed_s: float = 0.0
+    calibrated_s: float = 0.0
+    items: float = 0.0
+
+    def add(self, items: int, observed_s: float, calibrated_s: float) -> None:
+        """A busy interval of `observed_s` for `items` that the calibration costs at `calibrated_s`."""
+        keep = 0.5 ** (items / self.half_life_items)
+        self.observed_s = self.observed_s * keep + observed_s
+        self.calibrated_s = self.calibrated_s * keep + calibrated_s
+        self.items = self.items * keep + items
+
+    def ratio(self) -> float | None:
+        """Observed over calibrated, or None until enough busy items were seen."""
+        if self.items < PACE_MIN_ITEMS or self.calibrated_s <= 0.0:
+            return None
+        return self.observed_s / self.calibrated_s
+
+
+def expected_pace(observed: float | None, calibrated: float, ratio: float | None) -> float:
+    """Seconds per item to cost a region's queue at: its own observed pace; else its calibrated cost scaled by what
+    the other regions showed (PaceRatio); else the calibrated cost."""
+    if observed is not None:
+        return observed
+    return calibrated if ratio is None else calibrated * ratio
 
 
 def queue_wait_ms(items_ahead: int, item_ms: float, servers: float) -> float:

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from batch.spec import BatchJobSpec
@@ -25,10 +25,20 @@ from policies.actors.client import Client
 from policies.calibration import Calibration, load_calibration
 from policies.control_api import ControlApi
 from policies.control_state import ControlState, GatewayLoad
-from router.admission import AdmissionBound, BusyPace, admission_bound, admits, budget_order, queue_wait_ms
+from router.admission import (
+    AdmissionBound,
+    BusyPace,
+    PaceRatio,
+    admission_bound,
+    admits,
+    budget_order,
+    expected_pace,
+    queue_wait_ms,
+)
 from router.routing import RegionState, RouteDecision, RouteRequest
 from router.sticky import StickyRouter
 from serve_apps.backends import BackendError, RegionalResult, RegionBackend
+from serve_apps.region_health import Readiness, RegionHealth, probe_regions, region_readiness
 from serve_apps.replica_metrics import GatewayMetrics, GatewayObserver
 
 logger = logging.getLogger("gridshift.gateway")
@@ -84,40 +94,6 @@ class Served:
     full: tuple[str, ...] = ()  # regions passed over: at their admission bound, or their queue over the budget
 
 
-@dataclass(frozen=True)
-class RegionReadiness:
-    ready: bool
-    warmed: tuple[str, ...]  # precisions the region's replicas have warmed up
-    detail: str | None  # why not ready
-
-
-@dataclass(frozen=True)
-class Readiness:
-    """Whether the gateway can serve: a control state, and every region answering, warmed at every precision."""
-
-    ready: bool
-    state_version: int | None
-    regions: dict[str, RegionReadiness]
-
-
-@dataclass
-class RegionHealth:
-    """Failure counting per region: consecutive failures mark it down until a probe succeeds."""
-
-    threshold: int
-    failures: dict[str, int] = field(default_factory=dict)
-    down: set[str] = field(default_factory=set)
-
-    def failed(self, region: str) -> None:
-        self.failures[region] = self.failures.get(region, 0) + 1
-        if self.failures[region] >= self.threshold:
-            self.down.add(region)
-
-    def succeeded(self, region: str) -> None:
-        self.failures[region] = 0
-        self.down.discard(region)
-
-
 class GatewayCore:
     """Routing and forwarding for one gateway replica."""
 
@@ -145,6 +121,7 @@ class GatewayCore:
         self.in_flight: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
         self.in_flight_items: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
         self.pace: dict[str, BusyPace] = {name: BusyPace() for name in fleet.region_names}
+        self.fleet_pace = PaceRatio()  # the prior for a region with no pace of its own yet
         self.calibration: Calibration = load_calibration(fleet.policy.calibration_file)
         self.served_by_region: dict[str, int] = dict.fromkeys(fleet.region_names, 0)
         self.metrics: GatewayObserver = GatewayMetrics()  # per-replica counters, exported by Ray
@@ -212,20 +189,7 @@ class GatewayCore:
         region needs no such probe: Serve health-checks its replicas and routes around dead ones.
         """
         targets = sorted((self.health.down | self.remote_regions) & self.backends.keys())
-        await asyncio.gather(*(self._probe(region) for region in targets))
-
-    async def _probe(self, region: str) -> None:
-        was_down = region in self.health.down
-        try:
-            await self.backends[region].embed(["probe"], self.fleet.gateway.min_forward_timeout_s)
-        except BackendError as error:
-            self.health.failed(region)
-            if not was_down and region in self.health.down:
-                logger.warning("region %s failed its health probes (%s): marked down", region, error)
-            return
-        self.health.succeeded(region)
-        if was_down:
-            logger.info("region %s answered a probe: healthy again", region)
+        await probe_regions(self.backends, self.health, targets, self.fleet.gateway.min_forward_timeout_s)
 
     def start(self) -> None:
         """Start the background refresh and probe loops (call from inside the serving event loop)."""
@@ -259,21 +223,15 @@ class GatewayCore:
             with contextlib.suppress(Exception):  # the control actor may still be starting: not ready yet
                 await asyncio.wait_for(self.refresh(), timeout_s)
         names = [name for name in self.fleet.region_names if name in self.backends]
-        checks = await asyncio.gather(*(self._region_readiness(name, timeout_s) for name in names))
+        checks = await asyncio.gather(
+            *(region_readiness(self.backends[name], self.warm_precisions, timeout_s) for name in names)
+        )
         regions = dict(zip(names, checks, strict=True))
         ready = self.state is not None and all(check.ready for check in checks)
         readiness = Readiness(ready, None if self.state is None else self.state.version, regions)
         if ready:
             self._ready = readiness
         return readiness
-
-    async def _region_readiness(self, region: str, timeout_s: float) -> RegionReadiness:
-        try:
-            warmed = await self.backends[region].ready(timeout_s)
-        except BackendError as error:
-            return RegionReadiness(False, (), str(error))
-        missing = [precision for precision in self.warm_precisions if precision not in warmed]
-        return RegionReadiness(not missing, tuple(warmed), f"not warmed up at {missing}" if missing else None)
 
     # Routing and forwarding ---------------------------------------------------------------------------
 
@@ -294,6 +252,10 @@ class GatewayCore:
             item_ms = self.calibration.cpu_ms_per_item(knobs.precision_for("tolerant"), knobs.work_slots)
             servers = replicas * self.fleet.serving.torch_threads / gateway.replicas
             calibrated[region.name] = queue_wait_ms(1, item_ms, servers) / 1000.0
+        if self._view is not None:
+            for name, seconds in calibrated.items():
+                if seconds != self._view.calibrated_s_per_item[name]:
+                    self.pace[name].rescale(seconds / self._view.calibrated_s_per_item[name])
         stress = {s.name: s.stress_level for s in states}
         self._view = _View(key, states, stress, {s.name: s.headroom for s in states}, bounds, calibrated)
         return self._view
@@ -301,9 +263,19 @@ class GatewayCore:
     def queue_wait_s(self, region: str, view: _View) -> float:
         """How long work joining `region` now waits for the items this replica has in flight there: at the pace the
         region delivers while busy, as this replica observes it (router.admission.BusyPace), which counts the
-        contention on its cores; at the calibrated model cost until it has seen enough."""
-        observed = self.pace[region].seconds_per_item()
-        return self.in_flight_items[region] * (view.calibrated_s_per_item[region] if observed is None else observed)
+        contention on its cores; until it has seen enough, at the calibrated cost scaled as the other regions' paces
+        are (router.admission.PaceRatio)."""
+        return self.in_flight_items[region] * self.seconds_per_item(region, view)
+
+    def admission_paces(self, state: ControlState) -> dict[str, float]:
+        """Per region, the seconds per item admission costs its queue at now (for operators: GET /v1/regions)."""
+        view = self._view_of(state)
+        return {name: self.seconds_per_item(name, view) for name in self.fleet.region_names}
+
+    def seconds_per_item(self, region: str, view: _View) -> float:
+        """The pace admission costs `region`'s queue at (router.admission.expected_pace)."""
+        calibrated = view.calibrated_s_per_item[region]
+        return expected_pace(self.pace[region].seconds_per_item(), calibrated, self.fleet_pace.ratio())
 
     def _try_order(
         self, request: RouteRequest, ranked: tuple[str, ...], view: _View
@@ -384,7 +356,9 @@ class GatewayCore:
                 self.in_flight[region] -= 1
                 self.in_flight_items[region] -= items
             self.health.succeeded(region)
-            self.pace[region].answered(self._monotonic_s(), items, self.in_flight[region])
+            busy_s = self.pace[region].answered(self._monotonic_s(), items, self.in_flight[region])
+            if busy_s is not None:
+                self.fleet_pace.add(items, busy_s, items * view.calibrated_s_per_item[region])
             self.served_by_region[region] += 1
             if request.mode is RoutingMode.SHIFT and region != request.origin:
                 self._moved.append((self._monotonic_s(), request.origin, len(texts)))

@@ -41,12 +41,13 @@ from serve_apps.batch_api import batch_router
 from serve_apps.console import mount_console
 from serve_apps.deferral import DeferralFull, DeferralQueue
 from serve_apps.events_api import events_router
-from serve_apps.gateway import GatewayCore, NoRegionAvailable, Readiness, RegionsFull, Served
+from serve_apps.gateway import GatewayCore, NoRegionAvailable, RegionsFull, Served
 from serve_apps.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from serve_apps.metrics import exposition, region_staleness
 from serve_apps.openapi_doc import document
 from serve_apps.provider import Provider
 from serve_apps.provider_api import QuoteRequest, TenantCreate, mount_provider
+from serve_apps.region_health import Readiness
 from serve_apps.tenant_auth import Caller, admin_dependency, current_caller
 from serve_apps.training_api import PATH as TRAINING_PATH
 from serve_apps.training_api import TrainingLauncher, training_router
@@ -242,13 +243,17 @@ def create_app(
         body["policy"] = None if telemetry is None else telemetry.get("policy")
         body["calibration"] = None if telemetry is None else telemetry.get("calibration")
         per_region = {} if telemetry is None else telemetry.get("regions", {})
+        paces = core.admission_paces(state)
         for region in body["regions"]:
             name = region["region"]
             region["gateway"] = {
                 "in_flight": core.in_flight[name],
                 "served": core.served_by_region[name],
                 "marked_down": name in core.health.down,
-                "busy_seconds_per_item": core.pace[name].seconds_per_item(),  # the pace admission's wait bound uses
+                # The pace the region was seen to deliver while busy (None until seen long enough), and the one
+                # admission costs its queue at (that, or the calibration scaled as the other regions' paces are).
+                "busy_seconds_per_item": core.pace[name].seconds_per_item(),
+                "admission_seconds_per_item": round(paces[name], 6),
             }
             extra = per_region.get(name, {})
             region["load"] = extra.get("load")

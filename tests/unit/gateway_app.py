@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from batch.spec import BatchJobSpec
 from batch.submit import RayJobState
 from fleet.clock import FixedClock
-from fleet.loaders import load_fleet, load_rtt_matrix
+from fleet.loaders import load_fleet, load_rtt_matrix, parse_fleet
 from grid.context import FleetContext, load_context
 from policies.actors.client import LocalClient
 from policies.control import ControlPlane
@@ -65,3 +65,19 @@ def gateway_app(
     # Tenants in memory: nothing a test (or the fuzzer) creates reaches a file.
     provider = Provider(fleet, context, TenantStore.open("sqlite://"))
     return create_app(core, admin_token_digest(TOKEN), provider), core
+
+
+def admission_core(regions: dict[str, FakeRegion], *, batch: int = 16, concurrency: int = 2) -> GatewayCore:
+    """A gateway core over fake regions with small admission bounds, the policy off, at the heat-wave peak."""
+    data = load_fleet().model_dump(mode="json")
+    # Small bounds: 2 running + 2 queued per region (tolerant work: 3 with the reserve), no WAN sleeps.
+    data["gateway"].update(wan_emulation=False, admission_queue_factor=1.0, realtime_reserve=0.25)
+    data["serving"]["knobs"].update(max_concurrency=concurrency, max_batch_size=batch)
+    for step in data["policy"]["steps"]:
+        step["max_concurrency"] = min(step["max_concurrency"], concurrency)
+        step["max_batch_size"] = min(step["max_batch_size"], batch)
+    data["policy"]["enabled"] = False
+    fleet = parse_fleet(data, source="admission test")
+    context = load_context(load_fleet())
+    plane = ControlPlane(FleetContext(fleet, context.trace, context.rtt_ms), FixedClock(PEAK_S), FixedClock(0.0))
+    return GatewayCore(fleet, load_rtt_matrix(fleet.latency), LocalClient(plane), regions)

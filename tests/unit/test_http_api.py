@@ -186,6 +186,7 @@ def test_route_explain_and_regions(client: TestClient) -> None:
     assert west1["knob_source"] == "defaults"  # no policy decision yet
     assert west1["stress"] == "emergency"
     assert west1["gateway"]["busy_seconds_per_item"] is None  # no answers under load yet: the calibration stands in
+    assert 0 < west1["gateway"]["admission_seconds_per_item"] < 1
     assert client.get("/healthz").json()["status"] == "ok"
     assert client.get("/openapi.json").status_code == 200
 

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.azure_trace import TRACE_FILE, TraceRequest, load_trace_requests, schedule, sentences_for
+from loadtests.azure_trace import (
+    TRACE_FILE,
+    TraceRequest,
+    load_trace_requests,
+    schedule,
+    schedule_window,
+    sentences_for,
+)
 from loadtests.run import parser, settings_from
 
 
@@ -23,6 +30,28 @@ def test_schedule_scales_the_gaps_to_the_rate_and_wraps_around() -> None:
     assert [r.sentences for r in plan] == [1, 2, 3, 1, 2, 3]
     with pytest.raises(ValueError, match="positive"):
         schedule(trace, rate_per_s=0.0, duration_s=1.0)
+
+
+def test_a_window_offers_exactly_its_rate_with_the_traces_own_gaps_and_wraps_around() -> None:
+    trace = [TraceRequest(0.0, 1), TraceRequest(1.0, 2), TraceRequest(3.0, 3), TraceRequest(3.5, 4)]
+    plan = schedule_window(trace, rate_per_s=2.0, duration_s=2.0, offset=1)  # 4 requests from the second one
+    # Picked at 0, 2, 2.5 and, after the wrap (one mean gap, 3.5 / 3 s, later), 3.67: span 3.67 plus its own mean
+    # gap (1.22) fills the 2 s window, so the gaps keep their proportions (2 : 0.5 : 1.17).
+    assert [r.sentences for r in plan] == [2, 3, 4, 1]
+    scale = 2.0 / (2.5 + 3.5 / 3 + (2.5 + 3.5 / 3) / 3)
+    assert [r.at_s for r in plan] == pytest.approx([0.0, 2.0 * scale, 2.5 * scale, (2.5 + 3.5 / 3) * scale])
+    assert plan[-1].at_s < 2.0
+    with pytest.raises(ValueError, match="positive"):
+        schedule_window(trace, rate_per_s=1.0, duration_s=0.0)
+
+
+def test_a_short_window_of_the_real_trace_offers_its_rate_where_the_whole_trace_mean_does_not(
+    shared_data: Path,
+) -> None:
+    requests = load_trace_requests(shared_data / "workloads" / TRACE_FILE)
+    assert len(schedule_window(requests, rate_per_s=22.0, duration_s=25.0)) == 550
+    # The benchmark's 0.8x level: the whole trace's mean put about two thirds of the rate into these 25 s.
+    assert len(schedule(requests, rate_per_s=22.0, duration_s=25.0)) < 0.75 * 550
 
 
 def test_the_real_trace_keeps_its_mean_rate_when_scaled(shared_data: Path) -> None:
