@@ -167,10 +167,14 @@ async def open_loop(url: str, plan: list[TraceRequest], seed: int) -> list[Answe
         return list(await asyncio.gather(*tasks))
 
 
-def completed_within(answers: list[Answer], duration_s: float) -> int:
-    """How many of `answers` completed within `duration_s` of the first one's sending."""
-    first_sent = min((a.done_s - a.latency_s for a in answers), default=0.0)
-    return sum(a.done_s - first_sent <= duration_s for a in answers)
+def first_sent_s(answers: list[Answer]) -> float:
+    """When the first of `answers` was sent (perf_counter seconds)."""
+    return min((a.done_s - a.latency_s for a in answers), default=0.0)
+
+
+def completed_within(answers: list[Answer], from_s: float, duration_s: float) -> int:
+    """How many of `answers` completed within `duration_s` of `from_s`."""
+    return sum(a.done_s - from_s <= duration_s for a in answers)
 
 
 def summarize(
@@ -190,9 +194,9 @@ def summarize(
     drain, which reads low by the drain's idle time. `ideal`: the ideal queue's latencies (s) for the level's
     arrivals."""
     accepted = [a for a in answers if a.status == 200]
-    first_sent = min((a.done_s - a.latency_s for a in answers), default=0.0)
+    first_sent = first_sent_s(answers)
     served_over_s = max(duration_s, max((a.done_s for a in answers), default=0.0) - first_sent)
-    in_window = completed_within(accepted, duration_s)
+    in_window = completed_within(accepted, first_sent, duration_s)
     overloaded = [a for a in answers if a.overloaded]
     latencies = sorted(a.latency_s * 1000 for a in accepted) or [float("nan")]
     rejects = sorted(a.latency_s * 1000 for a in overloaded)
@@ -242,7 +246,7 @@ async def measure(args: argparse.Namespace, base: str, requests: list[TraceReque
     unloaded_p99 = summarize("unloaded", 0.0, 1.0, args.probe_s, unloaded, set()).p99_ms
     # Capacity: the best of closed loops at growing concurrency. Deeper queues mean larger batches, so 32 clients
     # alone could leave the fleet short of its most (2x then served more than "capacity" on a quiet machine).
-    capacity, probes = 0.0, {}
+    capacity, best, probes = 0.0, CAPACITY_CLIENTS[0], {}
     for clients in CAPACITY_CLIENTS:
         cpu_before = cpu_by_role()
         answers = await closed_loop(url, requests, clients, args.probe_s)
@@ -250,10 +254,10 @@ async def measure(args: argparse.Namespace, base: str, requests: list[TraceReque
         done = [a for a in answers if a.status == 200]
         # Answers completed within the probe, per second: the requests still in flight at its end (one latency's
         # worth) complete after it, and counting them too overstated capacity by about a tenth.
-        rate = completed_within(done, args.probe_s) / args.probe_s
+        rate = completed_within(done, first_sent_s(answers), args.probe_s) / args.probe_s
         probes[clients] = {"per_s": rate, "overloaded": sum(a.overloaded for a in answers)}
         if rate > capacity:
-            capacity, capacity_cpu, served, saturated = rate, cpu, done, answers
+            capacity, best, capacity_cpu, served = rate, clients, cpu, done
     if capacity <= 0:
         raise BenchError("the fleet served nothing in the capacity probe")
     model_cores = args.model_cores or CLUSTER_CPUS  # the cores the model's work can use
@@ -286,7 +290,7 @@ async def measure(args: argparse.Namespace, base: str, requests: list[TraceReque
         "capacity_per_s": capacity,
         "capacity_cpu_share": capacity_cpu,
         # Rejected clients wait their Retry-After: many rejections here would understate capacity.
-        "capacity_overloaded": sum(a.overloaded for a in saturated),
+        "capacity_overloaded": probes[best]["overloaded"],
         "capacity_probes": probes,  # clients -> throughput and rejections of each closed loop
         "unloaded_p99_ms": unloaded_p99,
         "levels": [asdict(level) for level in levels],

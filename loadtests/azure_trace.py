@@ -8,7 +8,9 @@ open-loop at a chosen mean rate: the trace's own inter-arrival gaps, scaled, so 
 from __future__ import annotations
 
 import gzip
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +58,21 @@ def load_trace_requests(path: Path) -> list[TraceRequest]:
     return sorted(requests, key=lambda request: request.at_s)
 
 
+def _arrivals(requests: list[TraceRequest], offset: int) -> Iterator[TraceRequest]:
+    """The trace from request `offset` on, in trace seconds from it, without end: when the trace runs out it starts
+    again one mean gap after its last arrival."""
+    mean_gap = (requests[-1].at_s - requests[0].at_s) / (len(requests) - 1)
+    base, index = 0.0, offset % len(requests)
+    start = requests[index].at_s
+    while True:
+        request = requests[index]
+        at = base + request.at_s - start
+        yield TraceRequest(at, request.sentences)
+        index += 1
+        if index == len(requests):
+            base, index, start = at + mean_gap, 0, requests[0].at_s
+
+
 def schedule(requests: list[TraceRequest], rate_per_s: float, duration_s: float, offset: int = 0) -> list[TraceRequest]:
     """The trace from request `offset` on, time-scaled so its mean rate is `rate_per_s`, cut at `duration_s`
     (wrapping around to the start when the trace runs out)."""
@@ -63,20 +80,8 @@ def schedule(requests: list[TraceRequest], rate_per_s: float, duration_s: float,
         raise ValueError("rate_per_s and duration_s must be positive")
     span = requests[-1].at_s - requests[0].at_s
     scale = (len(requests) - 1) / span / rate_per_s  # trace seconds -> replay seconds
-    out: list[TraceRequest] = []
-    base = 0.0
-    index = offset % len(requests)
-    start = requests[index].at_s
-    while True:
-        request = requests[index]
-        at = base + (request.at_s - start) * scale
-        if at >= duration_s:
-            return out
-        out.append(TraceRequest(at, request.sentences))
-        index += 1
-        if index == len(requests):  # wrap: continue one mean gap after the last arrival
-            base = at + 1.0 / rate_per_s
-            index, start = 0, requests[0].at_s
+    scaled = (TraceRequest(request.at_s * scale, request.sentences) for request in _arrivals(requests, offset))
+    return list(itertools.takewhile(lambda request: request.at_s < duration_s, scaled))
 
 
 def schedule_window(
@@ -89,16 +94,7 @@ def schedule_window(
     if rate_per_s <= 0 or duration_s <= 0:
         raise ValueError("rate_per_s and duration_s must be positive")
     count = max(1, round(rate_per_s * duration_s))
-    wrap_gap = (requests[-1].at_s - requests[0].at_s) / (len(requests) - 1)  # the trace's mean gap, at a wrap
-    picked: list[TraceRequest] = []
-    base, index = 0.0, offset % len(requests)
-    start = requests[index].at_s
-    while len(picked) < count:
-        request = requests[index]
-        picked.append(TraceRequest(base + request.at_s - start, request.sentences))
-        index += 1
-        if index == len(requests):
-            base, index, start = picked[-1].at_s + wrap_gap, 0, requests[0].at_s
+    picked = list(itertools.islice(_arrivals(requests, offset), count))
     # `count` arrivals take `count` gaps: the span to the last one plus one mean gap fills the window.
     span = picked[-1].at_s + (picked[-1].at_s / (count - 1) if count > 1 else 0.0)
     scale = duration_s / span if span > 0 else 0.0

@@ -48,6 +48,11 @@ PACE_MIN_ITEMS = 16.0
 """Items a region must have answered while busy before its observed pace is trusted over the calibrated cost."""
 
 
+def _keep(items: float, half_life_items: float) -> float:
+    """The weight what was learned before keeps once `items` more are seen: a half per half-life of items."""
+    return float(0.5 ** (items / half_life_items))
+
+
 @dataclass(slots=True)
 class BusyPace:
     """The wall time per item a region delivers while it has work queued, learned from this gateway's own answers.
@@ -76,7 +81,7 @@ class BusyPace:
         interval = None
         if self.last_answer_s is not None:
             interval = max(0.0, now_s - self.last_answer_s)
-            keep = 0.5 ** (items / self.half_life_items)
+            keep = _keep(items, self.half_life_items)
             self.seconds = self.seconds * keep + interval
             self.items = self.items * keep + items
         self.last_answer_s = now_s if in_flight_after > 0 else None
@@ -114,7 +119,7 @@ class PaceRatio:
 
     def add(self, items: int, observed_s: float, calibrated_s: float) -> None:
         """A busy interval of `observed_s` for `items` that the calibration costs at `calibrated_s`."""
-        keep = 0.5 ** (items / self.half_life_items)
+        keep = _keep(items, self.half_life_items)
         self.observed_s = self.observed_s * keep + observed_s
         self.calibrated_s = self.calibrated_s * keep + calibrated_s
         self.items = self.items * keep + items
