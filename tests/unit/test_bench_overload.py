@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.bench_overload import Answer, completed_within, first_sent_s, summarize
+from benchmarks.overload_traffic import Answer, completed_within, first_sent_s, summarize
 
 
 def _answer(sent_s: float, latency_s: float, status: int = 200) -> Answer:
