@@ -7,7 +7,8 @@
 The 50-region fleet puts regions on the trace's nine zones in turn, round-trip times from great-circle distance
 (1 ms per 100 km plus 2 ms: a speed fixture, not a latency claim). "Decision functions alone" calls, for the same
 region-hours, what the simulator calls: the fleet snapshot each hour, the ladder (decide_region) per region-hour,
-the routing core per origin-hour (route_chunks times), and the power model per region-hour, with nothing booked.
+the routing rules (router.routing.route_shares) per origin-hour (route_chunks times), and the power model per
+region-hour, with nothing booked. The jobs' plan and gate are not in it: the simulator's extra time is mostly them.
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ from fleet.times import utc_now_from
 from policies.ladder import RegionInputs, decide_region
 from policies.load import RegionLoad
 from policies.power import PowerInputs, estimate_power
-from router.routing import RouteRequest
+from router.routing import RouteRequest, route_shares
 from router.state import snapshot
-from router.sticky import StickyRouter
 from simulate.engine import SimulationSpec, simulate_fleet, simulation_fleet
 from simulate.inputs import Inputs, load_inputs
 from simulate.mix import LEVERS, parse_mix
@@ -74,7 +74,6 @@ def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
 def decisions_alone(inputs: Inputs, spec: SimulationSpec) -> float:
     """Seconds the live functions take for the spec's region-hours, called back to back."""
     fleet = simulation_fleet(inputs.context.fleet, spec.levers)
-    router = StickyRouter(inputs.context.rtt_ms, fleet.routing)
     load = RegionLoad(
         replicas=1, busy_cpu_s_per_s=0.3, busy_by_class={"realtime": 0.18, "tolerant": 0.12}, mean_batch_requests=8.0
     )
@@ -93,7 +92,8 @@ def decisions_alone(inputs: Inputs, spec: SimulationSpec) -> float:
                 fleet.policy.quality_floor,
             )
             for _ in range(spec.route_chunks):
-                router.decide(RouteRequest(region.name, "tolerant", RoutingMode.SHIFT, 150.0), snap.states)
+                request = RouteRequest(region.name, "tolerant", RoutingMode.SHIFT, 150.0)
+                route_shares(request, snap.states, inputs.context.rtt_ms, fleet.routing)
     return time.perf_counter() - began
 
 

@@ -22,7 +22,7 @@ from grid.trace import FloatArray, IntArray, Observation, SignalReader, Trace
 from policies.plan import HOUR_S, PlanSignal
 
 # The trace column each read signal comes from; headroom is not read but computed from the inputs.
-_TRACE_COLUMN: dict[PlanSignal, str] = {
+TRACE_COLUMN: dict[PlanSignal, str] = {
     PlanSignal.CARBON: "carbon_g_per_kwh",
     PlanSignal.PRICE: "price_usd_per_mwh",
 }
@@ -86,7 +86,7 @@ def forecast_signal(
     targets = np.asarray(slot_times_s, dtype=np.int64).reshape(-1)
     known_at = issued_at_s - data_lag_s
     if signal is not PlanSignal.HEADROOM:
-        column = _TRACE_COLUMN[signal]
+        column = TRACE_COLUMN[signal]
         return _column_forecast(trace, region.zone_for(column), column, known_at, targets, model, region.name)
 
     assessments = iter_assessments(
@@ -123,7 +123,7 @@ def iter_assessments(
         # the hours it has not published yet.
         published = PublishedForecast().forecast(trace, forecast_zone, "demand_mw", known_at, targets)
         demand = np.where(np.isnan(published), demand, published)
-    carbon_column, price_column = _TRACE_COLUMN[PlanSignal.CARBON], _TRACE_COLUMN[PlanSignal.PRICE]
+    carbon_column, price_column = TRACE_COLUMN[PlanSignal.CARBON], TRACE_COLUMN[PlanSignal.PRICE]
     carbon = _optional_column_forecast(
         trace, region.zone_for(carbon_column), carbon_column, known_at, targets, model, region.name
     )

@@ -10,89 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 from fleet.errors import UnknownRegionError
 from fleet.routing import RoutingConfig, RoutingMode
 
+# The vocabulary lives in router.route_types; callers keep importing it from here, next to the function.
+from router.route_types import Candidate as Candidate
+from router.route_types import RegionState as RegionState
+from router.route_types import RouteDecision as RouteDecision
+from router.route_types import RouteReason as RouteReason
+from router.route_types import RouteRequest as RouteRequest
+from router.route_types import Verdict as Verdict
+
 # Spare-capacity weight floor: a saturated but feasible region keeps a sliver of share, so weights never
 # all vanish and a region is not starved by a momentary spike in its load figure.
 _MIN_SPARE = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class RouteRequest:
-    """What the router needs to know of a request."""
-
-    origin: str
-    workload_class: str
-    mode: RoutingMode
-    latency_budget_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class RegionState:
-    """What the router needs to know of a region at one moment (from the control state)."""
-
-    name: str
-    headroom: float  # [0, 1], after DR-event caps
-    stress_level: int  # 0..3
-    healthy: bool
-    utilization: float  # in-flight work over capacity; 1.0 = full
-    capacity_replicas: int
-    service_time_ms: float  # idle service time estimate
-
-
-class RouteReason(StrEnum):
-    """Why a region was chosen (stable strings: they appear in headers and JSON)."""
-
-    REALTIME_ORIGIN = "realtime_origin"
-    REALTIME_NEAREST = "realtime_nearest_healthy"
-    ORIGIN_PREFERRED = "origin_within_margin"
-    MOST_HEADROOM = "most_headroom"
-    SPREAD = "spread_by_capacity"
-    ONLY_STRESSED = "only_stressed_regions_feasible"
-    NO_FEASIBLE = "no_feasible_region"
-    NO_HEALTHY = "no_healthy_region"
-
-
-class Verdict(StrEnum):
-    """What became of a candidate region."""
-
-    CHOSEN = "chosen"
-    ELIGIBLE = "eligible"  # could have been picked (weighted spread); a fallback
-    FEASIBLE = "feasible"  # fits the budget but scored lower; a fallback
-    AVOIDED = "avoided"  # fits the budget but its grid is in emergency; a last-resort fallback
-    FILTERED = "filtered"  # unhealthy, unknown latency or over budget
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """One region as the router saw it."""
-
-    region: str
-    rtt_ms: float | None
-    est_latency_ms: float | None
-    headroom: float
-    stress_level: int
-    healthy: bool
-    utilization: float
-    score: float
-    verdict: Verdict
-    why: str
-
-
-@dataclass(frozen=True, slots=True)
-class RouteDecision:
-    """The router's answer."""
-
-    region: str
-    reason: RouteReason
-    detail: str
-    feasible: bool  # False: nothing fit the budget; `region` is a best-effort fallback
-    ranked: tuple[str, ...]  # try in this order; `region` first
-    eligible: tuple[tuple[str, float], ...]  # regions the draw could pick, with probabilities
-    candidates: tuple[Candidate, ...]  # every region, in fleet order
 
 
 def estimate_latency_ms(rtt_ms: float, region: RegionState, config: RoutingConfig) -> float:
@@ -126,6 +58,48 @@ def choose_region(
     among eligible regions by weight. With `explain=False` the decision carries no per-candidate detail
     (`candidates` is empty): the serving path skips that work, the explain endpoints keep it.
     """
+    row = _checked_row(request, regions, rtt_ms)
+    scored, pool, avoided = _classify(request, regions, row, config)
+    if request.mode is RoutingMode.STAY:
+        return _route_stay(request, scored, pool, config, explain)
+    return _route_shift(request, scored, pool, avoided, config, previous_eligible, draw, explain)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteShares:
+    """`choose_region`'s decision reduced to where the draw may send the request: (index into the regions given,
+    probability) in draw order, and whether any region fit the budget."""
+
+    feasible: bool
+    shares: tuple[tuple[int, float], ...]
+
+
+def route_shares(
+    request: RouteRequest,
+    regions: Sequence[RegionState],
+    rtt_ms: Mapping[str, Mapping[str, float]],
+    config: RoutingConfig,
+    *,
+    previous_eligible: frozenset[str] = frozenset(),
+) -> RouteShares:
+    """The regions `choose_region` may send the request to, with their probabilities, without the ranking, reasons
+    or names it also builds: for callers that split work by the expectation of the draw (the simulator routes
+    thousands of pieces an hour) and need nothing else. Same rules, same numbers (tests/unit/test_routing_cache.py).
+    """
+    if request.mode is RoutingMode.SHIFT:
+        scored, pool, avoided = _classify(request, regions, _checked_row(request, regions, rtt_ms), config)
+        choice = _shift_choice(request, scored, pool, avoided, config, previous_eligible)
+        if choice is not None:
+            return RouteShares(True, tuple(choice.probabilities.items()))
+    # Real-time work and fallbacks: one region, whatever it is; rare enough to take the whole decision.
+    decision = choose_region(request, regions, rtt_ms, config, previous_eligible=previous_eligible, explain=False)
+    index = {region.name: i for i, region in enumerate(regions)}
+    return RouteShares(decision.feasible, tuple((index[name], p) for name, p in decision.eligible))
+
+
+def _checked_row(
+    request: RouteRequest, regions: Sequence[RegionState], rtt_ms: Mapping[str, Mapping[str, float]]
+) -> Mapping[str, float]:
     if request.mode is RoutingMode.DEFER:
         raise ValueError(f"class {request.workload_class!r} is deferred (batch): it is not routed per request")
     if not regions:
@@ -133,12 +107,18 @@ def choose_region(
     row = rtt_ms.get(request.origin)
     if row is None:
         raise UnknownRegionError(f"origin {request.origin!r} has no round-trip times in the latency matrix")
+    return row
+
+
+def _classify(
+    request: RouteRequest, regions: Sequence[RegionState], row: Mapping[str, float], config: RoutingConfig
+) -> tuple[_Scored, list[int], list[int]]:
+    """One pass: estimate, classify and score every region; the pool (indices that fit the budget and are not
+    avoided) and the avoided. No strings here: this is the per-request path."""
     budget = request.latency_budget_ms
     stay = request.mode is RoutingMode.STAY
-
-    # One pass: estimate, classify and score every region. No strings here: this is the per-request path.
     scored: _Scored = []
-    pool: list[int] = []  # indices that fit the budget and are not avoided
+    pool: list[int] = []
     avoided: list[int] = []
     loaded: list[int] = []  # calm, healthy, within the budget when idle but not at their current load
     avoid_level = config.avoid_stress_level
@@ -165,16 +145,13 @@ def choose_region(
             verdict = Verdict.FEASIBLE
             pool.append(index)
         scored.append((region, rtt, latency, region_score, verdict))
-
-    if stay:
-        return _route_stay(request, scored, pool, config, explain)
     if not pool and loaded:
         # Every calm region that fits the budget is loaded past it for now: tolerant work waits in one of them (the
         # gateway's admission bounds that wait) rather than spill into a region in grid emergency.
         for index in loaded:
             scored[index] = (*scored[index][:4], Verdict.FEASIBLE)
         pool = loaded
-    return _route_shift(request, scored, pool, avoided, config, previous_eligible, draw, explain)
+    return scored, pool, avoided
 
 
 _Scored = list[tuple[RegionState, float | None, float | None, float, Verdict]]  # region, rtt, latency, score
@@ -198,21 +175,32 @@ def _route_stay(
     return _decision(request, scored, chosen, reason, detail, True, ranked, {chosen: 1.0}, explain)
 
 
-def _route_shift(
+@dataclass(frozen=True, slots=True)
+class _ShiftChoice:
+    stressed_only: bool  # every region that fits is in grid emergency
+    pool: list[int]  # the regions chosen from
+    by_score: list[int]  # the pool, best first
+    best: float
+    margin: float  # the origin's margin (0.0 when the origin is not in the pool)
+    kept_origin: bool  # the origin stays within its margin of the best
+    probabilities: dict[int, float]  # eligible regions in draw order
+
+
+def _shift_choice(
     request: RouteRequest,
     scored: _Scored,
     pool: list[int],
     avoided: list[int],
     config: RoutingConfig,
     previous_eligible: frozenset[str],
-    draw: float,
-    explain: bool,
-) -> RouteDecision:
+) -> _ShiftChoice | None:
+    """Tolerant work's rules: stay within a margin of the best, else spread over the near-best by spare capacity.
+    None: nothing fits the budget."""
     stressed_only = not pool
     if stressed_only:
         pool = avoided  # every feasible region is in emergency: serving beats failing
     if not pool:
-        return _fallback(request, scored, config, explain)
+        return None
     by_score = sorted(pool, key=lambda i: (-scored[i][3], scored[i][1] or 0.0, scored[i][0].name))
     best = scored[by_score[0]][3]
 
@@ -221,17 +209,12 @@ def _route_shift(
     # "Staying" means the origin alone was eligible last time, not merely one member of a spread: otherwise,
     # with spread_band > origin_margin, a spread that includes the origin would flip to staying and back.
     origin_index = next((i for i in pool if scored[i][0].name == request.origin), None)
+    margin = 0.0
     if origin_index is not None:
         stayed = previous_eligible == frozenset((request.origin,))
         margin = config.origin_margin + (config.stickiness if stayed else 0.0)
         if scored[origin_index][3] >= best - margin:
-            ranked = [origin_index] + [i for i in by_score if i != origin_index] + _rest(avoided, pool, scored)
-            detail = (
-                f"origin score {scored[origin_index][3]:.3f} within {margin:.3f} of best {best:.3f}: "
-                "stay (a move costs latency and egress)"
-            )
-            reason = RouteReason.ONLY_STRESSED if stressed_only else RouteReason.ORIGIN_PREFERRED
-            return _decision(request, scored, origin_index, reason, detail, True, ranked, {origin_index: 1.0}, explain)
+            return _ShiftChoice(stressed_only, pool, by_score, best, margin, True, {origin_index: 1.0})
 
     # Spread over near-best regions by spare capacity, so the single best region is not flooded.
     eligible = [
@@ -243,19 +226,48 @@ def _route_shift(
     weights = {i: scored[i][0].capacity_replicas * max(1.0 - scored[i][0].utilization, _MIN_SPARE) for i in eligible}
     total = sum(weights.values())
     probabilities = {i: weight / total for i, weight in weights.items()}
+    return _ShiftChoice(stressed_only, pool, by_score, best, margin, False, probabilities)
+
+
+def _route_shift(
+    request: RouteRequest,
+    scored: _Scored,
+    pool: list[int],
+    avoided: list[int],
+    config: RoutingConfig,
+    previous_eligible: frozenset[str],
+    draw: float,
+    explain: bool,
+) -> RouteDecision:
+    choice = _shift_choice(request, scored, pool, avoided, config, previous_eligible)
+    if choice is None:
+        return _fallback(request, scored, config, explain)
+    by_score, best, probabilities = choice.by_score, choice.best, choice.probabilities
+    rest = _rest(avoided, choice.pool, scored)
+    if choice.kept_origin:
+        (origin_index,) = probabilities
+        ranked = [origin_index] + [i for i in by_score if i != origin_index] + rest
+        detail = (
+            f"origin score {scored[origin_index][3]:.3f} within {choice.margin:.3f} of best {best:.3f}: "
+            "stay (a move costs latency and egress)"
+        )
+        reason = RouteReason.ONLY_STRESSED if choice.stressed_only else RouteReason.ORIGIN_PREFERRED
+        return _decision(request, scored, origin_index, reason, detail, True, ranked, probabilities, explain)
+
+    eligible = list(probabilities)
     chosen = _pick(eligible, probabilities, draw)
     ranked = (
         [chosen]
         + sorted((i for i in eligible if i != chosen), key=lambda i: -probabilities[i])
         + [i for i in by_score if i not in probabilities]
-        + _rest(avoided, pool, scored)
+        + rest
     )
-    if stressed_only:
+    if choice.stressed_only:
         reason = RouteReason.ONLY_STRESSED
         detail = "every region within budget is in grid emergency; serving from the one with most headroom"
     elif len(eligible) == 1:
         reason = RouteReason.MOST_HEADROOM
-        detail = f"highest score {best:.3f} among {len(pool)} feasible region(s)"
+        detail = f"highest score {best:.3f} among {len(choice.pool)} feasible region(s)"
     else:
         reason = RouteReason.SPREAD
         detail = (
@@ -364,39 +376,3 @@ def _decision(
         eligible=tuple((scored[i][0].name, p) for i, p in probabilities.items()),
         candidates=tuple(candidates),
     )
-
-
-def request_to_dict(request: RouteRequest) -> dict[str, object]:
-    return {
-        "origin": request.origin,
-        "class": request.workload_class,
-        "mode": request.mode.value,
-        "latency_budget_ms": request.latency_budget_ms,
-    }
-
-
-def decision_to_dict(decision: RouteDecision) -> dict[str, object]:
-    """The stable JSON form of a decision (docs/cli-json.md), shared by the CLI and the HTTP API."""
-    return {
-        "region": decision.region,
-        "reason": decision.reason.value,
-        "detail": decision.detail,
-        "feasible": decision.feasible,
-        "ranked": list(decision.ranked),
-        "eligible": [{"region": name, "probability": round(p, 6)} for name, p in decision.eligible],
-        "candidates": [
-            {
-                "region": c.region,
-                "rtt_ms": None if c.rtt_ms is None else round(c.rtt_ms, 3),
-                "est_latency_ms": None if c.est_latency_ms is None else round(c.est_latency_ms, 3),
-                "headroom": round(c.headroom, 4),
-                "stress_level": c.stress_level,
-                "healthy": c.healthy,
-                "utilization": round(c.utilization, 4),
-                "score": round(c.score, 4),
-                "verdict": c.verdict.value,
-                "why": c.why,
-            }
-            for c in decision.candidates
-        ],
-    }

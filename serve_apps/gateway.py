@@ -252,6 +252,8 @@ class GatewayCore:
             item_ms = self.calibration.cpu_ms_per_item(knobs.precision_for("tolerant"), knobs.work_slots)
             servers = replicas * self.fleet.serving.torch_threads / gateway.replicas
             calibrated[region.name] = queue_wait_ms(1, item_ms, servers) / 1000.0
+        # A new view is the one place a knob change shows (a DR rung halving the batch, say): each region's learned
+        # pace moves at once by the change in its calibrated cost, rather than over a few half-lives of answers.
         if self._view is not None:
             for name, seconds in calibrated.items():
                 if seconds != self._view.calibrated_s_per_item[name]:

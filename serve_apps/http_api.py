@@ -22,7 +22,7 @@ from openadr.status import STATUS_PATH as OPENADR_STATUS_PATH
 from policies.control_api import ControlApi
 from policies.control_state import ControlState
 from policies.deferral import DEFER_HEADER, defer_limit_s
-from router.routing import decision_to_dict, request_to_dict
+from router.route_types import decision_to_dict, request_to_dict
 from router.state import snapshot_to_dict
 from serve_apps.api_schema import (
     TOKEN_IDS_HELP,

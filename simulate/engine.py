@@ -3,7 +3,7 @@
 Per hour: the fleet snapshot (router.state.snapshot: the one headroom formula), the magnitude ladder with battery and
 power model (policies.ladder.decide_region), the batch gate for every batch and training job (policies.planner
 plan_windows / should_run and policies.batch_gate.decide_gate, as policies.job_registry composes them), the routing
-core for tolerant work (router.routing.StickyRouter), and the power model for the hour's draw
+rules for tolerant work (router.routing.route_shares, choose_region's decision), and the power model for the hour's draw
 (policies.power.estimate_power). Nothing here decides; it only feeds those functions and books what they decide.
 The jobs' plan and gate are simulate/engine_jobs.py, the routing of tolerant work simulate/engine_route.py.
 """
@@ -28,9 +28,8 @@ from policies.outlook import load_under, stressed_seconds_ahead
 from policies.power import Lever, PowerInputs, estimate_power
 from router.routing import RegionState
 from router.state import snapshot
-from router.sticky import StickyRouter
 from simulate.engine_jobs import GateHour, JobGate, JobState
-from simulate.engine_route import Routed, route_tolerant
+from simulate.engine_route import Routed, TolerantRouter, route_home
 from simulate.jobs import HOUR_S, JOB_UNITS_PER_REGION, generate_jobs
 from simulate.mix import WorkloadMix
 
@@ -138,7 +137,7 @@ class _Engine:
         self.defaults: Knobs = self.fleet.serving.knobs
         tolerant = self.fleet.workload_classes["tolerant"]
         self.tolerant_budget_ms = tolerant.latency_budget_ms or 150.0
-        self.router = StickyRouter(context.rtt_ms, self.fleet.routing)
+        self.router = TolerantRouter(context.rtt_ms, self.fleet.routing)
         self.events = list(spec.events)
         self.jobs = JobGate(self.context, self.fleet, spec.levers, spec.foresight, self.defaults)
         shares = spec.mix.as_dict()
@@ -214,20 +213,15 @@ class _Engine:
         return decisions
 
     def _route(self, states: tuple[RegionState, ...], knobs: list[Knobs], gate: GateHour) -> Routed:
-        """Tolerant work through the routing core, on top of real-time work and the jobs that run."""
+        """Tolerant work through the routing rules, on top of real-time work and the jobs that run."""
         n, realtime = len(self.names), self.offered_cpu["realtime"]
-        ratio = {c: [self._ratio(knobs[i], c) for i in range(n)] for c in ("realtime", "tolerant")}
-        busy = [realtime * ratio["realtime"][i] + gate.running_units[i] * self.unit_cpus for i in range(n)]
-        router = self.router if "geo" in self.spec.levers else None
-        return route_tolerant(
-            router,
-            states,
-            busy,
-            self.compute,
-            self.offered_cpu["tolerant"],
-            ratio["tolerant"],
-            self.spec.route_chunks,
-            self.tolerant_budget_ms,
+        ratio = {c: np.array([self._ratio(knobs[i], c) for i in range(n)]) for c in ("realtime", "tolerant")}
+        busy = realtime * ratio["realtime"] + gate.running_units * self.unit_cpus
+        tolerant, chunks = self.offered_cpu["tolerant"], self.spec.route_chunks
+        if "geo" not in self.spec.levers:
+            return route_home(busy, tolerant, ratio["tolerant"], chunks)
+        return self.router.route(
+            states, busy, self.compute, tolerant, ratio["tolerant"], chunks, self.tolerant_budget_ms
         )
 
     def _book(

@@ -14,13 +14,14 @@ from typing import Final
 import numpy as np
 
 from fleet.config import FleetConfig
+from fleet.regions import RegionConfig
 from fleet.serving import Knobs
 from grid.context import FleetContext
 from grid.trace import FloatArray, IntArray
 from policies.batch_gate import BatchKnobs, PlanVerdict, decide_gate, workers_for
 from policies.ladder import RegionDecision
 from policies.plan import DEFAULT_PLANNER_CONFIG, Plan, PlanSignal
-from policies.plan_forecast import forecast_signal
+from policies.plan_forecast import TRACE_COLUMN, forecast_signal
 from policies.planner import plan_verdict, plan_windows
 from simulate.jobs import HOUR_S, Job
 
@@ -68,6 +69,28 @@ class JobGate:
     ) -> None:
         self.context, self.fleet = context, fleet
         self.levers, self.foresight, self.defaults = levers, foresight, defaults
+        # This hour's forecast per zone, over the longest window a job asked for, or why there is none.
+        self._forecast_hour = -1
+        self._forecasts: dict[str, FloatArray | ValueError] = {}
+
+    def _forecast(self, region: RegionConfig, now: int, slots: IntArray) -> FloatArray:
+        """forecast_signal for a job planned at `now` over `slots` (hourly from the hour of `now`). Every job planned
+        in a zone that hour shares one call: the forecaster predicts each slot on its own (grid.forecast), so the
+        forecast over the longest window asked serves every shorter one."""
+        if now != self._forecast_hour:
+            self._forecast_hour, self._forecasts = now, {}
+        zone = region.zone_for(TRACE_COLUMN[JOB_SIGNAL])
+        cached = self._forecasts.get(zone)
+        if isinstance(cached, ValueError):
+            raise ValueError(str(cached))
+        if cached is None or len(cached) < len(slots):
+            try:
+                cached = forecast_signal(self.context.trace, region, JOB_SIGNAL, now, slots, self.fleet.headroom)
+            except ValueError as error:
+                self._forecasts[zone] = error
+                raise
+            self._forecasts[zone] = cached
+        return cached[: len(slots)]
 
     def verdict(self, state: JobState, now: int) -> PlanVerdict:
         """As policies.job_registry.plan_verdict: the job's plan, made at its first gate, and the slack rule."""
@@ -82,7 +105,7 @@ class JobGate:
                     if np.isnan(forecast).all():
                         raise ValueError("no carbon in the trace for the window")
                 else:
-                    forecast = forecast_signal(self.context.trace, region, JOB_SIGNAL, now, slots, self.fleet.headroom)
+                    forecast = self._forecast(region, now, slots)
             except ValueError:
                 state.plan = None
             else:

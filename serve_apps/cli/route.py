@@ -11,7 +11,8 @@ from fleet.sources import TraceSourceConfig
 from fleet.times import iso, utc_now_from
 from grid.context import FleetContext
 from grid.headroom import STRESS_NAMES
-from router.routing import RouteRequest, choose_region, decision_to_dict, request_to_dict
+from router.route_types import decision_to_dict, request_to_dict
+from router.routing import RouteRequest, choose_region
 from router.state import snapshot, snapshot_to_dict
 from serve_apps.cli.common import add_common_args, fleet_context
 

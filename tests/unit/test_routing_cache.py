@@ -1,4 +1,5 @@
-"""The gateway's cached routing path decides exactly as `choose_region` does, on the property tests' random fleets."""
+"""The gateway's cached routing path and the simulator's lean one decide exactly as `choose_region` does, on the
+property tests' random fleets."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
+from router.routing import route_shares
 from router.sticky import StickyRouter
 from tests.unit.test_routing_properties import PROPERTY, Scenario, scenarios
 
@@ -32,3 +34,20 @@ def test_a_new_plan_key_replans(scenario: Scenario, draw: float) -> None:
     memory = StickyRouter(scenario.rtt_ms, scenario.config)
     memory.decide(scenario.request, scenario.regions, draw=draw)
     assert after == memory.decide(scenario.request, calmer, draw=draw)
+
+
+@PROPERTY
+@given(scenarios())
+def test_route_shares_are_choose_regions_eligible_split(scenario: Scenario) -> None:
+    """The simulator's lean path: the same regions, probabilities and feasibility, as indices into the fleet."""
+    shares = route_shares(
+        scenario.request,
+        scenario.regions,
+        scenario.rtt_ms,
+        scenario.config,
+        previous_eligible=scenario.previous_eligible,
+    )
+    decision = scenario.decide()
+    names = [region.name for region in scenario.regions]
+    assert [(names[i], p) for i, p in shares.shares] == list(decision.eligible)
+    assert shares.feasible == decision.feasible
