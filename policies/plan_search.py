@@ -96,40 +96,48 @@ def _dp(
         # Counts that can still reach the target: no more than the standard slots seen, no fewer than needed.
         low = max(0, full_standard - standard_after[k])
         high = min(full_standard, seen_standard)
+        counts = range(low, high + 1)
+        # Per source state, its target rows bound once (this loop is the planner's hot path); the writes and their
+        # order (state by state, count by count: off, full, left, right) are the plain rules', so ties break alike.
         for state in range(4):
             was_running, used = state >> 1, state & 1
             start_cost = 0.0 if was_running else penalty
             row = cost[state]
-            for count in range(low, high + 1):
+            full_cost, full_choice = new[2 + used], choice[2 + used]
+            full_code = state * 4 + _FULL
+            if must_fill:
+                for count in counts:
+                    value = row[count] + run_cost + start_cost
+                    if value < full_cost[count]:
+                        full_cost[count] = value
+                        full_choice[count] = full_code
+                continue
+            off_cost, off_choice, off_code = new[used], choice[used], state * 4 + _OFF
+            step_full = step == 1
+            part = can_part and not used
+            left_cost, left_choice, left_code = new[1], choice[1], state * 4 + _LEFT
+            right_cost, right_choice, right_code = new[3], choice[3], state * 4 + _RIGHT
+            for count in counts:
                 base = row[count]
                 if base == inf:
                     continue
-                if must_fill:
-                    target = 2 + used
+                if base < off_cost[count]:
+                    off_cost[count] = base
+                    off_choice[count] = off_code
+                if step_full and count < full_standard:
                     value = base + run_cost + start_cost
-                    if value < new[target][count]:
-                        new[target][count] = value
-                        choice[target][count] = state * 4 + _FULL
-                    continue
-                target = used
-                if base < new[target][count]:
-                    new[target][count] = base
-                    choice[target][count] = state * 4 + _OFF
-                if step and count < full_standard:
-                    target = 2 + used
-                    value = base + run_cost + start_cost
-                    if value < new[target][count + 1]:
-                        new[target][count + 1] = value
-                        choice[target][count + 1] = state * 4 + _FULL
-                if can_part and not used:
+                    if value < full_cost[count + 1]:
+                        full_cost[count + 1] = value
+                        full_choice[count + 1] = full_code
+                if part:
                     value = base + part_cost + start_cost  # runs from the slot's start, then stops
-                    if value < new[1][count]:
-                        new[1][count] = value
-                        choice[1][count] = state * 4 + _LEFT
+                    if value < left_cost[count]:
+                        left_cost[count] = value
+                        left_choice[count] = left_code
                     value = base + part_cost + penalty  # starts mid-slot, runs into the next slot
-                    if value < new[3][count]:
-                        new[3][count] = value
-                        choice[3][count] = state * 4 + _RIGHT
+                    if value < right_cost[count]:
+                        right_cost[count] = value
+                        right_choice[count] = right_code
         cost = new
         choices.append(choice)
         seen_standard += step
