@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 from fleet.base import require_utc
@@ -32,4 +33,12 @@ def from_epoch_s(seconds: int | float) -> datetime:
 
 def iso(seconds: int | float) -> str:
     """ISO-8601 UTC with a Z suffix, the form used in traces and JSON output."""
+    return _iso(seconds)
+
+
+# Memoised: the batch gate's reasons name the same hour boundaries for every job, every hour (live and simulated),
+# and strftime is most of `should_run`'s cost. The function is pure, so a cached answer is the answer. (Behind a
+# typed wrapper: lru_cache's own signature would accept any hashable argument.)
+@functools.lru_cache(maxsize=16384)
+def _iso(seconds: int | float) -> str:
     return from_epoch_s(seconds).strftime("%Y-%m-%dT%H:%M:%SZ")

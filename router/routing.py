@@ -122,8 +122,11 @@ def _classify(
     avoided: list[int] = []
     loaded: list[int] = []  # calm, healthy, within the budget when idle but not at their current load
     avoid_level = config.avoid_stress_level
+    origin = request.origin
     for index, region in enumerate(regions):
-        rtt = row.get(region.name, 0.0 if region.name == request.origin else None)
+        rtt = row.get(region.name)
+        if rtt is None and region.name == origin:
+            rtt = 0.0  # the origin to itself, unless the matrix says otherwise
         region_score = score(region, config)
         if rtt is None:
             scored.append((region, None, None, region_score, Verdict.FILTERED))
@@ -179,7 +182,6 @@ def _route_stay(
 class _ShiftChoice:
     stressed_only: bool  # every region that fits is in grid emergency
     pool: list[int]  # the regions chosen from
-    by_score: list[int]  # the pool, best first
     best: float
     margin: float  # the origin's margin (0.0 when the origin is not in the pool)
     kept_origin: bool  # the origin stays within its margin of the best
@@ -201,8 +203,7 @@ def _shift_choice(
         pool = avoided  # every feasible region is in emergency: serving beats failing
     if not pool:
         return None
-    by_score = sorted(pool, key=lambda i: (-scored[i][3], scored[i][1] or 0.0, scored[i][0].name))
-    best = scored[by_score[0]][3]
+    best = max(scored[i][3] for i in pool)
 
     # The origin keeps traffic while within a margin of the best: a move costs latency and egress.
     # Hysteresis: once staying, it takes `stickiness` more to leave; once gone, the plain margin to return.
@@ -214,19 +215,26 @@ def _shift_choice(
         stayed = previous_eligible == frozenset((request.origin,))
         margin = config.origin_margin + (config.stickiness if stayed else 0.0)
         if scored[origin_index][3] >= best - margin:
-            return _ShiftChoice(stressed_only, pool, by_score, best, margin, True, {origin_index: 1.0})
+            return _ShiftChoice(stressed_only, pool, best, margin, True, {origin_index: 1.0})
 
-    # Spread over near-best regions by spare capacity, so the single best region is not flooded.
-    eligible = [
+    # Spread over near-best regions by spare capacity, so the single best region is not flooded. Only the near-best
+    # are ranked here (the same order as ranking the whole pool, then filtering): the split needs no more.
+    band, sticky_band = best - config.spread_band, best - config.spread_band - config.stickiness
+    near = [
         i
-        for i in by_score
-        if scored[i][3] >= best - config.spread_band
-        or (scored[i][0].name in previous_eligible and scored[i][3] >= best - config.spread_band - config.stickiness)
+        for i in pool
+        if scored[i][3] >= band or (scored[i][0].name in previous_eligible and scored[i][3] >= sticky_band)
     ]
+    eligible = _by_score(near, scored)
     weights = {i: scored[i][0].capacity_replicas * max(1.0 - scored[i][0].utilization, _MIN_SPARE) for i in eligible}
     total = sum(weights.values())
     probabilities = {i: weight / total for i, weight in weights.items()}
-    return _ShiftChoice(stressed_only, pool, by_score, best, margin, False, probabilities)
+    return _ShiftChoice(stressed_only, pool, best, margin, False, probabilities)
+
+
+def _by_score(indices: list[int], scored: _Scored) -> list[int]:
+    """Best score first; ties to the nearer region, then by name."""
+    return sorted(indices, key=lambda i: (-scored[i][3], scored[i][1] or 0.0, scored[i][0].name))
 
 
 def _route_shift(
@@ -242,7 +250,7 @@ def _route_shift(
     choice = _shift_choice(request, scored, pool, avoided, config, previous_eligible)
     if choice is None:
         return _fallback(request, scored, config, explain)
-    by_score, best, probabilities = choice.by_score, choice.best, choice.probabilities
+    by_score, best, probabilities = _by_score(choice.pool, scored), choice.best, choice.probabilities
     rest = _rest(avoided, choice.pool, scored)
     if choice.kept_origin:
         (origin_index,) = probabilities
