@@ -3,6 +3,7 @@
 Given a request (origin, class, latency budget), each region's state and the round-trip times, it returns
 the chosen region, the ranked fallbacks, the regions it could have picked (with weights), and why.
 Randomness is injected (`draw`), so the function is deterministic and a checker can replay it.
+`route_shares` is the same rules' eligible split alone, for the simulator, which needs no ranking or reasons.
 docs/routing.md explains the rules.
 """
 
