@@ -7,7 +7,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from fleet.routing import RoutingConfig
-from router.routing import RegionState, RouteDecision, RouteRequest, choose_region
+from router.routing import RegionState, RouteDecision, RouteRequest, RouteShares, choose_region, route_shares
 
 MAX_CACHED_PLANS = 4096
 """Plans kept per control state: (origin, class, budget, memory) keys; a fleet has a few dozen in practice."""
@@ -87,6 +87,20 @@ class StickyRouter:
             plan = self._plans[request, previous] = _plan(first)
         self._previous_eligible[key] = plan.eligible
         return plan.pick(draw)
+
+    def shares(self, request: RouteRequest, regions: Sequence[RegionState]) -> RouteShares:
+        """The eligible split alone (router.routing.route_shares), with the same memory as `decide`: for a caller
+        that splits work by the expectation of the draw (the simulator)."""
+        key = (request.origin, request.workload_class)
+        split = route_shares(
+            request, regions, self.rtt_ms, self.config, previous_eligible=self._previous_eligible.get(key, frozenset())
+        )
+        self._previous_eligible[key] = frozenset(regions[i].name for i, _ in split.shares)
+        return split
+
+    def memory(self, origin: str, workload_class: str) -> frozenset[str]:
+        """The eligible set of the last decision for (origin, class): what the next one keeps a margin for."""
+        return self._previous_eligible.get((origin, workload_class), frozenset())
 
     def forget(self) -> None:
         """Drop the memory: the next decision for every key is made from scratch."""

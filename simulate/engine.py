@@ -3,9 +3,10 @@
 Per hour: the fleet snapshot (router.state.snapshot: the one headroom formula), the magnitude ladder with battery and
 power model (policies.ladder.decide_region), the batch gate for every batch and training job (policies.planner
 plan_windows / should_run and policies.batch_gate.decide_gate, as policies.job_registry composes them), the routing
-rules for tolerant work (router.routing.route_shares, choose_region's decision), and the power model for the hour's draw
-(policies.power.estimate_power). Nothing here decides; it only feeds those functions and books what they decide.
-The jobs' plan and gate are simulate/engine_jobs.py, the routing of tolerant work simulate/engine_route.py.
+rules for tolerant work (router.sticky.StickyRouter.shares, choose_region's eligible split), and the power model for
+the hour's draw (policies.power.estimate_power). Nothing here decides; it only feeds those functions and books what
+they decide. The jobs' plan and gate are simulate/engine_jobs.py, the routing of tolerant work
+simulate/engine_route.py.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from policies.outlook import load_under, stressed_seconds_ahead
 from policies.power import Lever, PowerInputs, estimate_power
 from router.routing import RegionState
 from router.state import snapshot
+from router.sticky import StickyRouter
 from simulate.engine_jobs import GateHour, JobGate, JobState
-from simulate.engine_route import Routed, TolerantRouter, route_home
+from simulate.engine_route import Routed, route_home, route_tolerant
 from simulate.jobs import HOUR_S, JOB_UNITS_PER_REGION, generate_jobs
 from simulate.mix import WorkloadMix
 
@@ -137,7 +139,7 @@ class _Engine:
         self.defaults: Knobs = self.fleet.serving.knobs
         tolerant = self.fleet.workload_classes["tolerant"]
         self.tolerant_budget_ms = tolerant.latency_budget_ms or 150.0
-        self.router = TolerantRouter(context.rtt_ms, self.fleet.routing)
+        self.router = StickyRouter(context.rtt_ms, self.fleet.routing)
         self.events = list(spec.events)
         self.jobs = JobGate(self.context, self.fleet, spec.levers, spec.foresight, self.defaults)
         shares = spec.mix.as_dict()
@@ -220,8 +222,8 @@ class _Engine:
         tolerant, chunks = self.offered_cpu["tolerant"], self.spec.route_chunks
         if "geo" not in self.spec.levers:
             return route_home(busy, tolerant, ratio["tolerant"], chunks)
-        return self.router.route(
-            states, busy, self.compute, tolerant, ratio["tolerant"], chunks, self.tolerant_budget_ms
+        return route_tolerant(
+            self.router, states, busy, self.compute, tolerant, ratio["tolerant"], chunks, self.tolerant_budget_ms
         )
 
     def _book(

@@ -3,7 +3,7 @@ planner's own.
 
 Routing: piece by piece, hour after hour, each origin's split is what router.sticky.StickyRouter (choose_region
 with the gateway's anti-flap memory) answers on the same states, so the lean path the simulator takes
-(router.routing.route_shares: no ranking, reasons or names) is the live rule and nothing else.
+(StickyRouter.shares, router.routing.route_shares: no ranking, reasons or names) is the live rule and nothing else.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from policies.plan_forecast import forecast_signal
 from router.routing import RegionState, RouteRequest
 from router.sticky import StickyRouter
 from simulate.engine_jobs import JOB_SIGNAL, JobGate
-from simulate.engine_route import Routed, TolerantRouter
+from simulate.engine_route import Routed, route_tolerant
 from simulate.inputs import load_inputs
 from tests.unit.test_routing_properties import configs
 
@@ -98,11 +98,11 @@ def fleets(draw: st.DrawFn) -> tuple[list[RegionState], dict[str, dict[str, floa
 @given(fleets(), configs, st.integers(1, 4), st.floats(0.0, 3.0), st.sampled_from([40.0, 150.0, 400.0]))
 def test_pieces_land_where_the_gateways_router_sends_them(fleet, config: RoutingConfig, chunks, tolerant, budget):
     states, rtt, busy, ratio = fleet
-    ours = TolerantRouter(rtt, config)
+    ours = StickyRouter(rtt, config)
     theirs = StickyRouter(rtt, config)
     for hour in range(3):  # the memory of one hour's last decision carries into the next
         our_busy, their_busy = np.array(busy), list(busy)
-        got = ours.route(states, our_busy, COMPUTE, tolerant, np.array(ratio), chunks, budget)
+        got = route_tolerant(ours, states, our_busy, COMPUTE, tolerant, np.array(ratio), chunks, budget)
         want = reference(theirs, states, their_busy, tolerant, ratio, chunks, budget)
         assert got.tolerant_in.tolist() == pytest.approx(want.tolerant_in.tolist(), abs=1e-12), hour
         assert got.moved.tolist() == [pytest.approx(row, abs=1e-12) for row in want.moved.tolist()], hour
@@ -119,13 +119,13 @@ def test_a_stressed_origin_sheds_to_calm_regions_and_the_memory_keeps_its_spread
     ]
     names = ("hot", "calm-a", "calm-b")
     rtt = {a: dict.fromkeys(names, 10.0) for a in names}
-    router = TolerantRouter(rtt, RoutingConfig())
-    routed = router.route(states, np.zeros(3), COMPUTE, 1.0, np.ones(3), 4, 150.0)
+    router = StickyRouter(rtt, RoutingConfig())
+    routed = route_tolerant(router, states, np.zeros(3), COMPUTE, 1.0, np.ones(3), 4, 150.0)
     assert routed.tolerant_in[0] == 0.0  # nothing served in the grid emergency
     assert routed.moved[0, 1] > 0  # spread over both calm regions
     assert routed.moved[0, 2] > 0
     assert routed.tolerant_in.sum() == pytest.approx(3.0)
-    assert router.previous["hot"] == {"calm-a", "calm-b"}
+    assert router.memory("hot", "tolerant") == {"calm-a", "calm-b"}
 
 
 def test_jobs_planned_in_one_zone_and_hour_share_the_live_forecast():
