@@ -8,7 +8,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -45,12 +45,16 @@ KnobSync = Callable[[ReplicaReport], Awaitable[KnobsLease]]
 
 
 class ConcurrencyLimit:
-    """An async admission limit whose size can change while requests wait (asyncio.Semaphore cannot)."""
+    """An async admission limit whose size can change while requests wait (asyncio.Semaphore cannot), and which
+    admits urgent (real-time) requests first: a freed slot goes to a waiting urgent request before any other, so
+    when the policy lowers the concurrency knob under stress, real-time work does not queue behind tolerant
+    backlog. Among urgent requests, and among the others, the order is the order of arrival."""
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._active = 0
         self._waiting = 0
+        self._urgent_waiting = 0
         self._changed = asyncio.Condition()
 
     @property
@@ -66,19 +70,30 @@ class ConcurrencyLimit:
             self._limit = limit
             self._changed.notify_all()
 
-    async def __aenter__(self) -> None:
+    @contextlib.asynccontextmanager
+    async def slot(self, *, urgent: bool) -> AsyncIterator[None]:
+        """Hold one admission slot for the block; an urgent request is admitted ahead of every other waiting one."""
         async with self._changed:
             self._waiting += 1
+            self._urgent_waiting += urgent
             try:
-                await self._changed.wait_for(lambda: self._active < self._limit)
+                await self._changed.wait_for(
+                    lambda: self._active < self._limit and (urgent or self._urgent_waiting == 0)
+                )
             finally:
                 self._waiting -= 1
+                if urgent:
+                    # Other requests may have been held only because this one waited (a free slot, or one it
+                    # gave up on being cancelled): let them look again.
+                    self._urgent_waiting -= 1
+                    self._changed.notify_all()
             self._active += 1
-
-    async def __aexit__(self, *_exc: object) -> None:
-        async with self._changed:
-            self._active -= 1
-            self._changed.notify_all()
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._active -= 1
+                self._changed.notify_all()
 
 
 def control_actor_sync(refresh_s: float) -> KnobSync:
@@ -325,8 +340,9 @@ class RegionalModel:
         return vectors.astype(np.float32, copy=False), time.thread_time() - started
 
     async def embed(self, texts: list[str], workload_class: str = "tolerant") -> RegionalResult:
-        async with self._limit:
-            queue = self._embed_batch if workload_class in self._urgent_classes else self._embed_batch_patient
+        urgent = workload_class in self._urgent_classes
+        async with self._limit.slot(urgent=urgent):
+            queue = self._embed_batch if urgent else self._embed_batch_patient
             vectors, precision = await queue((texts, workload_class))
         self._served += 1
         self._items += len(texts)
