@@ -9,6 +9,8 @@ The 50-region fleet puts regions on the trace's nine zones in turn, round-trip t
 region-hours, what the simulator calls: the fleet snapshot each hour, the ladder (decide_region) per region-hour,
 the routing rules (router.routing.route_shares) per origin-hour (route_chunks times), and the power model per
 region-hour, with nothing booked. The jobs' plan and gate are not in it: the simulator's extra time is mostly them.
+It also prints each of those functions' cost per call, and the year's floor: a year of the fleet with each of them
+called once per hour or region-hour and nothing else, which no simulator deciding by them can beat.
 """
 
 from __future__ import annotations
@@ -71,19 +73,27 @@ def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
     return 12_742.0 * math.asin(math.sqrt(h))
 
 
-def decisions_alone(inputs: Inputs, spec: SimulationSpec) -> float:
-    """Seconds the live functions take for the spec's region-hours, called back to back."""
+FUNCTIONS = ("snapshot", "decide_region", "estimate_power", "route_shares")
+
+
+def decisions_alone(inputs: Inputs, spec: SimulationSpec) -> dict[str, float]:
+    """Seconds each live function takes for the spec's region-hours, called back to back (keyed by FUNCTIONS)."""
     fleet = simulation_fleet(inputs.context.fleet, spec.levers)
     load = RegionLoad(
         replicas=1, busy_cpu_s_per_s=0.3, busy_by_class={"realtime": 0.18, "tolerant": 0.12}, mean_batch_requests=8.0
     )
     previous: dict[str, Any] = {}
-    began = time.perf_counter()
+    spent = dict.fromkeys(FUNCTIONS, 0.0)
+    clock = time.perf_counter
     for at in range(spec.start_s, spec.end_s, 3600):
+        began = clock()
         snap = snapshot(fleet, inputs.reader, at)
+        spent["snapshot"] += clock() - began
         for state, region in zip(snap.states, fleet.regions, strict=True):
             inputs_ = RegionInputs(region.name, at, state.stress_level, state.headroom, load, running_batch_jobs=30)
+            began = clock()
             previous[region.name] = decide_region(inputs_, previous.get(region.name), region, fleet, inputs.calibration)
+            ladder_done = clock()
             estimate_power(
                 region,
                 PowerInputs(load, previous[region.name].knobs, 1.0, 30),
@@ -91,10 +101,32 @@ def decisions_alone(inputs: Inputs, spec: SimulationSpec) -> float:
                 inputs.calibration,
                 fleet.policy.quality_floor,
             )
+            power_done = clock()
             for _ in range(spec.route_chunks):
                 request = RouteRequest(region.name, "tolerant", RoutingMode.SHIFT, 150.0)
                 route_shares(request, snap.states, inputs.context.rtt_ms, fleet.routing)
-    return time.perf_counter() - began
+            spent["decide_region"] += ladder_done - began
+            spent["estimate_power"] += power_done - ladder_done
+            spent["route_shares"] += clock() - power_done
+    return spent
+
+
+def per_call_us(spent: dict[str, float], regions: int, hours: int, route_chunks: int) -> dict[str, float]:
+    """Microseconds per call: the snapshot per hour, the ladder and power model per region-hour, routing per call."""
+    calls = {
+        "snapshot": hours,
+        "decide_region": regions * hours,
+        "estimate_power": regions * hours,
+        "route_shares": regions * hours * route_chunks,
+    }
+    return {name: round(spent[name] / calls[name] * 1e6, 1) for name in FUNCTIONS}
+
+
+def year_floor_s(per_call: dict[str, float], regions: int) -> float:
+    """A year of this fleet with each live function called once per hour (snapshot) or region-hour (the rest, routing
+    once per origin rather than per piece), nothing else: what no simulator calling them can beat."""
+    per_region_hour_us = per_call["decide_region"] + per_call["estimate_power"] + per_call["route_shares"]
+    return round(8760 * (per_call["snapshot"] + regions * per_region_hour_us) / 1e6, 1)
 
 
 def measure(regions: int, hours: int, folder: Path) -> dict[str, Any]:
@@ -111,7 +143,9 @@ def measure(regions: int, hours: int, folder: Path) -> dict[str, Any]:
     began = time.perf_counter()
     simulate_fleet(inputs.context, inputs.reader, inputs.calibration, spec)
     simulator_s = time.perf_counter() - began
-    alone_s = decisions_alone(inputs, spec)
+    spent = decisions_alone(inputs, spec)
+    alone_s = sum(spent.values())
+    per_call = per_call_us(spent, regions, hours, spec.route_chunks)
     return {
         "regions": regions,
         "hours": hours,
@@ -120,6 +154,8 @@ def measure(regions: int, hours: int, folder: Path) -> dict[str, Any]:
         "region_hours_per_s": round(regions * hours / simulator_s, 1),
         "decision_functions_alone_s": round(alone_s, 3),
         "simulator_over_decisions": round(simulator_s / alone_s, 3),
+        "decision_us_per_call": per_call,
+        "year_floor_s": year_floor_s(per_call, regions),
     }
 
 
@@ -129,6 +165,9 @@ def check_shape(result: dict[str, Any]) -> None:
         value = result[key]
         if not (isinstance(value, float) and math.isfinite(value) and value > 0):
             raise SystemExit(f"bench_simulate: {key} is {value!r}")
+    for name, value in result["decision_us_per_call"].items():
+        if not (math.isfinite(value) and value > 0):
+            raise SystemExit(f"bench_simulate: {name} costs {value!r} us per call")
 
 
 def main(argv: list[str] | None = None) -> int:
