@@ -76,19 +76,22 @@ def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
 FUNCTIONS = ("snapshot", "decide_region", "estimate_power", "route_shares")
 
 
-def decisions_alone(inputs: Inputs, spec: SimulationSpec) -> dict[str, float]:
-    """Seconds each live function takes for the spec's region-hours, called back to back (keyed by FUNCTIONS)."""
+def decisions_alone(inputs: Inputs, spec: SimulationSpec) -> tuple[dict[str, float], dict[str, int]]:
+    """Seconds each live function takes for the spec's region-hours, called back to back, and how many calls it got
+    (both keyed by FUNCTIONS)."""
     fleet = simulation_fleet(inputs.context.fleet, spec.levers)
     load = RegionLoad(
         replicas=1, busy_cpu_s_per_s=0.3, busy_by_class={"realtime": 0.18, "tolerant": 0.12}, mean_batch_requests=8.0
     )
     previous: dict[str, Any] = {}
     spent = dict.fromkeys(FUNCTIONS, 0.0)
+    calls = dict.fromkeys(FUNCTIONS, 0)
     clock = time.perf_counter
     for at in range(spec.start_s, spec.end_s, 3600):
         began = clock()
         snap = snapshot(fleet, inputs.reader, at)
         spent["snapshot"] += clock() - began
+        calls["snapshot"] += 1
         for state, region in zip(snap.states, fleet.regions, strict=True):
             inputs_ = RegionInputs(region.name, at, state.stress_level, state.headroom, load, running_batch_jobs=30)
             began = clock()
@@ -108,17 +111,14 @@ def decisions_alone(inputs: Inputs, spec: SimulationSpec) -> dict[str, float]:
             spent["decide_region"] += ladder_done - began
             spent["estimate_power"] += power_done - ladder_done
             spent["route_shares"] += clock() - power_done
-    return spent
+            calls["decide_region"] += 1
+            calls["estimate_power"] += 1
+            calls["route_shares"] += spec.route_chunks
+    return spent, calls
 
 
-def per_call_us(spent: dict[str, float], regions: int, hours: int, route_chunks: int) -> dict[str, float]:
-    """Microseconds per call: the snapshot per hour, the ladder and power model per region-hour, routing per call."""
-    calls = {
-        "snapshot": hours,
-        "decide_region": regions * hours,
-        "estimate_power": regions * hours,
-        "route_shares": regions * hours * route_chunks,
-    }
+def per_call_us(spent: dict[str, float], calls: dict[str, int]) -> dict[str, float]:
+    """Microseconds per call of each function."""
     return {name: round(spent[name] / calls[name] * 1e6, 1) for name in FUNCTIONS}
 
 
@@ -143,9 +143,9 @@ def measure(regions: int, hours: int, folder: Path) -> dict[str, Any]:
     began = time.perf_counter()
     simulate_fleet(inputs.context, inputs.reader, inputs.calibration, spec)
     simulator_s = time.perf_counter() - began
-    spent = decisions_alone(inputs, spec)
+    spent, calls = decisions_alone(inputs, spec)
     alone_s = sum(spent.values())
-    per_call = per_call_us(spent, regions, hours, spec.route_chunks)
+    per_call = per_call_us(spent, calls)
     return {
         "regions": regions,
         "hours": hours,
