@@ -238,5 +238,15 @@ class OutputStore:
         self.write(DONE, json.dumps(dict(summary), sort_keys=True, indent=1).encode())
 
     def committed_files(self) -> list[str]:
-        """Every committed data file, in unit order: what a reader that must see only whole units reads."""
-        return [self.path(final) for _, record in sorted(self.records().items()) for _, final in record.files]
+        """Every committed data file, in unit order: what a reader that must see only whole units reads.
+
+        A unit's record is its commit point and its renames follow, so while a run is live a unit can be committed
+        with a file still staged. Such a unit is left out until every file is in place: once there, a final name
+        stays, so a reader during a run can open every file listed (it saw a FileNotFoundError before)."""
+        present = set(self.listing())
+        return [
+            self.path(final)
+            for _, record in sorted(self.records().items())
+            if all(final in present for _, final in record.files)
+            for _, final in record.files
+        ]

@@ -63,8 +63,11 @@ def test_crash_between_record_and_rename_is_rolled_forward(tmp_path: Path) -> No
     (tmp_path / "part-000009-00.jsonl").write_text('{"row_id": 18}\n')  # renamed by a run that never recorded it
     (tmp_path / "_gridshift" / "commits" / "unit-000004.json.abc.tmp").write_text("half a record")
     _stage(store, 4, [{"row_id": 8}])  # staged by a killed writer
+    # A reader meanwhile (as during a live run, between a record and its rename) is not handed the missing file.
+    assert store.committed_files() == []
     again = OutputStore(str(tmp_path))
     assert set(again.recover()) == {3}
+    assert again.committed_files() == [str(tmp_path / "part-000003-00.jsonl")]
     assert [row["row_id"] for row in _output_rows(tmp_path)] == [6, 7]
     assert not (tmp_path / "_gridshift" / "staging").exists()
     assert not list((tmp_path / "_gridshift" / "commits").glob("*.tmp"))
