@@ -27,7 +27,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fleet.loaders import load_fleet
-from serve_apps.regional import ConcurrencyLimit, RegionalModel
+from serve_apps.app import regional_model_kwargs
+from serve_apps.concurrency_limit import ConcurrencyLimit
+from serve_apps.regional import RegionalModel
 
 TOLERANT_TEXTS = tuple(f"A tolerant request about the grid, sentence {k}, long enough to cost a bit." for k in range(8))
 REALTIME_TEXT = "Is the grid stressed right now?"
@@ -78,10 +80,9 @@ async def _round(model: RegionalModel, tolerant: int, realtime: int) -> dict[str
 
 async def measure(tolerant: int, realtime: int, rounds: int) -> dict[str, Any]:
     _quiet_outside_serve()
-    serving = load_fleet(None).serving
-    model = RegionalModel(
-        "bench", serving.model_import_path, serving.model_kwargs, serving.model_name, serving.batch_wait_timeout_s, 1
-    )
+    # The fleet's own arguments, but no control plane to sync with (the knobs are set below) and one torch thread.
+    kwargs = regional_model_kwargs(load_fleet(None), "bench", ())
+    model = RegionalModel(**{**kwargs, "torch_threads": 1, "knob_refresh_s": None})
     await model.set_knobs(KNOBS)
     limits = {"arrival order": ArrivalOrder, "real-time first": ConcurrencyLimit}
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in limits}

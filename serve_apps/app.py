@@ -112,6 +112,26 @@ def regional_actor_options(
     return {"num_cpus": serving.replica_num_cpus, **region_placement(region, serving.region_pinning, nodes)}
 
 
+def regional_model_kwargs(fleet: FleetConfig, region: str, warm_precisions: tuple[str, ...]) -> dict[str, Any]:
+    """RegionalModel's arguments for one region of the fleet (the deployment binds them; a benchmark that drives
+    the model in-process starts from them too)."""
+    serving = fleet.serving
+    return {
+        "region": region,
+        "model_import_path": serving.model_import_path,
+        "model_kwargs": serving.model_kwargs,
+        "model_name": serving.model_name,
+        "batch_wait_timeout_s": serving.batch_wait_timeout_s,
+        "torch_threads": serving.torch_threads,
+        "knob_refresh_s": fleet.policy.knob_refresh_s,
+        "fallback_after_s": fleet.policy.fallback_after_s,
+        "urgent_classes": urgent_classes(fleet),
+        "warm_precisions": warm_precisions,
+        "compute_scheduling": serving.compute_scheduling,
+        "compute_nice": serving.compute_nice,
+    }
+
+
 def build_app(
     fleet: FleetConfig, admin_token_sha256: str | None, nodes: Sequence[ClusterNode] | None = None
 ) -> Application:
@@ -134,20 +154,7 @@ def build_app(
             user_config=serving.knobs.model_dump(mode="json"),
             ray_actor_options=regional_actor_options(region, serving, nodes),
         )
-        handles[region.name] = deployment.bind(
-            region.name,
-            serving.model_import_path,
-            serving.model_kwargs,
-            serving.model_name,
-            serving.batch_wait_timeout_s,
-            serving.torch_threads,
-            fleet.policy.knob_refresh_s,
-            fleet.policy.fallback_after_s,
-            urgent_classes=urgent_classes(fleet),
-            warm_precisions=warm,
-            compute_scheduling=serving.compute_scheduling,
-            compute_nice=serving.compute_nice,
-        )
+        handles[region.name] = deployment.bind(**regional_model_kwargs(fleet, region.name, warm))
     gateway = Gateway.options(  # type: ignore[attr-defined]
         num_replicas=fleet.gateway.replicas, ray_actor_options={"num_cpus": fleet.gateway.num_cpus}
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
@@ -24,8 +25,9 @@ from router.placement import (
     region_placement,
     region_resource,
 )
-from serve_apps.app import regional_actor_options
+from serve_apps.app import regional_actor_options, regional_model_kwargs
 from serve_apps.cluster import PlacedWork, missing_region_nodes, placement_json, placement_table
+from serve_apps.regional import RegionalModel
 
 FLEET = load_fleet()
 WEST2 = FLEET.region("us-west-2")
@@ -155,6 +157,16 @@ def test_regional_replicas_reserve_cpu_and_follow_the_rule() -> None:
     assert pinned["resources"] == {"gridshift-region-us-west-2": pytest.approx(PIN_AMOUNT)}
     off = serving.model_copy(update={"region_pinning": RegionPinning.OFF})
     assert regional_actor_options(WEST2, off, [_node("w2", "us-west-2")]) == {"num_cpus": serving.replica_num_cpus}
+
+
+def test_a_regions_deployment_binds_every_model_parameter_it_names_from_the_fleet() -> None:
+    kwargs = regional_model_kwargs(FLEET, "us-west-2", ("fp32",))
+    bound = inspect.signature(RegionalModel).bind(**kwargs)  # a misspelt or missing parameter raises TypeError
+    assert bound.arguments["region"] == "us-west-2"
+    assert bound.arguments["torch_threads"] == FLEET.serving.torch_threads
+    assert bound.arguments["knob_refresh_s"] == FLEET.policy.knob_refresh_s
+    assert bound.arguments["urgent_classes"] == ("realtime", "firm")  # the default fleet's `mode: stay` classes
+    assert bound.arguments["warm_precisions"] == ("fp32",)
 
 
 class _RecordingJobsClient:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from serve_apps.regional import ConcurrencyLimit
+from serve_apps.concurrency_limit import ConcurrencyLimit
 
 
 async def _admitted_order(limit: ConcurrencyLimit, arrivals: list[tuple[str, bool]]) -> list[str]:
