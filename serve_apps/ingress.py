@@ -10,6 +10,8 @@ mismatch is one clear error instead of a gateway nobody can reach.
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fleet.errors import GridshiftError
@@ -117,20 +119,63 @@ def local_ports(gateway: GatewayConfig) -> dict[str, int]:
     return {"gateway.port": gateway.port}
 
 
-def check_ports_free(gateway: GatewayConfig) -> None:
+TIME_WAIT_S = 65.0
+"""How long `gridshift up` waits for a port held only by a stopped server's closed connections: Linux keeps them
+(TIME_WAIT) for 60 s."""
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def check_ports_free(gateway: GatewayConfig, *, wait_s: float = TIME_WAIT_S, say: Callable[[str], None] = _say) -> None:
     """Raise PortInUse, naming the field, when another process listens on a port this gateway needs. Checked before
-    Ray starts: inside Serve a taken port surfaces only as a failed deployment, after the cluster's start-up."""
+    Ray starts: inside Serve a taken port surfaces only as a failed deployment, after the cluster's start-up.
+
+    A direct-ingress replica binds without SO_REUSEADDR, so after a gateway stops with clients still connected (an
+    open console page, a keep-alive client), its port is refused for up to a minute though nothing listens: a
+    restart right after Ctrl-C then waits, saying why, instead of failing with "stop what listens there"."""
+    # Serve's proxy binds with SO_REUSEADDR (a closed connection's port is free to it); a direct-ingress replica not.
+    reuse = {"gateway.port": not wants_direct(gateway), "gateway.proxy_port": True}
     for field, port in local_ports(gateway).items():
-        with socket.socket(socket.AF_INET6 if ":" in gateway.host else socket.AF_INET) as probe:
-            # As the servers bind: a port left in TIME_WAIT by a stopped gateway is free to them, and so here.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((gateway.host, port))
-            except OSError as error:
+        deadline = time.monotonic() + wait_s
+        waiting = False
+        while (error := _bind_error(gateway.host, port, reuse[field])) is not None:
+            listening = _accepts(gateway.host, port)
+            if listening or time.monotonic() >= deadline:
+                held = "another process listens there" if listening else f"still held after {wait_s:g} s"
                 raise PortInUse(
-                    f"{field}: {gateway.host}:{port} is not free ({error.strerror}); stop what listens there "
+                    f"{field}: {gateway.host}:{port} is not free ({error}; {held}); stop what listens there "
                     "(another gridshift up?) or choose another port (gridshift up --port, or the fleet file)"
-                ) from error
+                )
+            if not waiting:
+                waiting = True
+                say(
+                    f"gridshift: {field} {gateway.host}:{port} is held by a stopped server's closed connections "
+                    f"(TIME_WAIT); waiting up to {wait_s:g} s for it"
+                )
+            time.sleep(0.5)
+
+
+def _bind_error(host: str, port: int, reuse: bool) -> str | None:
+    """Why a server binding as Serve's would be refused the port now, or None when it would not."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        if reuse:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return error.strerror or str(error)
+    return None
+
+
+def _accepts(host: str, port: int) -> bool:
+    """Whether something listens on the port (a refused connection means only closed connections hold it)."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def _env_text(gateway: GatewayConfig) -> str:

@@ -124,3 +124,57 @@ def test_gridshift_up_on_a_taken_port_exits_2_with_the_field_not_a_traceback(
     error = capsys.readouterr().err
     assert f"gridshift: error: gateway.port: 127.0.0.1:{port} is not free" in error
     assert "Traceback" not in error
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _port_held_by_a_closed_connection(*, reuse: bool) -> int:
+    """A port nothing listens on any more, held by the server's side of a connection it closed first (TIME_WAIT,
+    as a gateway leaves behind when it stops with a client connected); its listener set SO_REUSEADDR or not."""
+    with socket.socket() as server:
+        if reuse:
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = int(server.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()  # the server closes first ...
+            assert client.recv(1) == b""  # ... the client sees it, and closes too
+    return port
+
+
+def test_a_port_held_only_by_a_stopped_gateways_connections_is_waited_for_and_said_so() -> None:
+    port = _port_held_by_a_closed_connection(reuse=False)
+    said: list[str] = []
+    direct = _gateway(ingress="direct", port=port, proxy_port=_free_port())
+    with pytest.raises(PortInUse, match=rf"gateway.port: 127.0.0.1:{port} is not free .*still held after 0.6 s"):
+        check_ports_free(direct, wait_s=0.6, say=said.append)
+    assert len(said) == 1
+    assert "TIME_WAIT" in said[0]
+    assert "waiting up to 0.6 s" in said[0]
+
+
+def test_a_closed_connections_port_is_free_to_the_proxy_but_not_to_a_direct_ingress_replica() -> None:
+    # Serve's proxy binds with SO_REUSEADDR, a direct-ingress replica without: the check binds as each would.
+    port = _port_held_by_a_closed_connection(reuse=True)
+    check_ports_free(_gateway(ingress="proxy", port=port), wait_s=0.0)
+    with pytest.raises(PortInUse, match=rf"gateway.port: 127.0.0.1:{port} is not free"):
+        check_ports_free(_gateway(ingress="direct", port=port, proxy_port=_free_port()), wait_s=0.0)
+
+
+def test_the_wait_ends_as_soon_as_the_port_is_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    import serve_apps.ingress as ingress
+
+    refusals = iter(["Address already in use", "Address already in use", None])
+    monkeypatch.setattr(ingress, "_bind_error", lambda *_: next(refusals))
+    monkeypatch.setattr(ingress, "_accepts", lambda *_: False)
+    monkeypatch.setattr("serve_apps.ingress.time.sleep", lambda _: None)
+    said: list[str] = []
+    check_ports_free(_gateway(ingress="proxy"), say=said.append)
+    assert len(said) == 1
+    assert next(refusals, "drained") == "drained"
