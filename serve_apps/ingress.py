@@ -10,6 +10,7 @@ mismatch is one clear error instead of a gateway nobody can reach.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -128,13 +129,21 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def check_ports_free(gateway: GatewayConfig, *, wait_s: float = TIME_WAIT_S, say: Callable[[str], None] = _say) -> None:
+def check_ports_free(
+    gateway: GatewayConfig,
+    *,
+    wait_s: float = TIME_WAIT_S,
+    say: Callable[[str], None] = _say,
+    stop: threading.Event | None = None,
+) -> None:
     """Raise PortInUse, naming the field, when another process listens on a port this gateway needs. Checked before
     Ray starts: inside Serve a taken port surfaces only as a failed deployment, after the cluster's start-up.
 
     A direct-ingress replica binds without SO_REUSEADDR, so after a gateway stops with clients still connected (an
     open console page, a keep-alive client), its port is refused for up to a minute though nothing listens: a
-    restart right after Ctrl-C then waits, saying why, instead of failing with "stop what listens there"."""
+    restart right after Ctrl-C then waits, saying why, instead of failing with "stop what listens there". Setting
+    `stop` (Ctrl-C again) ends the wait with PortInUse."""
+    interrupted = stop or threading.Event()
     # Serve's proxy binds with SO_REUSEADDR (a closed connection's port is free to it); a direct-ingress replica not.
     reuse = {"gateway.port": not wants_direct(gateway), "gateway.proxy_port": True}
     for field, port in local_ports(gateway).items():
@@ -154,7 +163,8 @@ def check_ports_free(gateway: GatewayConfig, *, wait_s: float = TIME_WAIT_S, say
                     f"gridshift: {field} {gateway.host}:{port} is held by a stopped server's closed connections "
                     f"(TIME_WAIT); waiting up to {wait_s:g} s for it"
                 )
-            time.sleep(0.5)
+            if interrupted.wait(0.5):
+                raise PortInUse(f"{field}: {gateway.host}:{port} is not free ({error}); stopped waiting for it")
 
 
 def _bind_error(host: str, port: int, reuse: bool) -> str | None:

@@ -41,7 +41,7 @@ def run_up(
     stop = threading.Event()
     previous_handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        check_ports_free(fleet.gateway)
+        check_ports_free(fleet.gateway, stop=stop)  # Ctrl-C ends a wait for a port
         print("gridshift: starting a local Ray cluster ...", flush=True)
         dashboard_url = start_local_ray(dashboard=dashboard, fleet=fleet)
         # Ray's core worker installs its own SIGTERM handler (it logs and aborts the driver, so nothing shuts down

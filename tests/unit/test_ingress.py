@@ -4,6 +4,8 @@ decided before Serve starts so that a mismatch is one clear error rather than a 
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -173,8 +175,20 @@ def test_the_wait_ends_as_soon_as_the_port_is_free(monkeypatch: pytest.MonkeyPat
     refusals = iter(["Address already in use", "Address already in use", None])
     monkeypatch.setattr(ingress, "_bind_error", lambda *_: next(refusals))
     monkeypatch.setattr(ingress, "_accepts", lambda *_: False)
-    monkeypatch.setattr("serve_apps.ingress.time.sleep", lambda _: None)
     said: list[str] = []
     check_ports_free(_gateway(ingress="proxy"), say=said.append)
     assert len(said) == 1
     assert next(refusals, "drained") == "drained"
+
+
+def test_ctrl_c_ends_the_wait_for_a_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    import serve_apps.ingress as ingress
+
+    monkeypatch.setattr(ingress, "_bind_error", lambda *_: "Address already in use")
+    monkeypatch.setattr(ingress, "_accepts", lambda *_: False)
+    stop = threading.Event()
+    stop.set()  # as the CLI's SIGINT handler does
+    began = time.monotonic()
+    with pytest.raises(PortInUse, match=r"gateway.port: 127.0.0.1:8000 is not free .*stopped waiting"):
+        check_ports_free(_gateway(ingress="proxy"), say=lambda _: None, stop=stop)
+    assert time.monotonic() - began < 5.0  # not the 65 s wait
