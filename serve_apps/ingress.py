@@ -113,11 +113,12 @@ def plan_ingress(gateway: GatewayConfig, cluster: ClusterIngress) -> IngressPlan
     return IngressPlan(direct=False, proxy_port=gateway.port)
 
 
-def local_ports(gateway: GatewayConfig) -> dict[str, int]:
-    """The ports a cluster `gridshift up` starts for this gateway listens on, by the field that sets each."""
+def local_ports(gateway: GatewayConfig) -> dict[str, tuple[int, bool]]:
+    """The ports a cluster `gridshift up` starts for this gateway listens on, by the field that sets each, and
+    whether the server that binds it sets SO_REUSEADDR (Serve's proxy does, a direct-ingress replica does not)."""
     if wants_direct(gateway):
-        return {"gateway.port": gateway.port, "gateway.proxy_port": gateway.internal_proxy_port}
-    return {"gateway.port": gateway.port}
+        return {"gateway.port": (gateway.port, False), "gateway.proxy_port": (gateway.internal_proxy_port, True)}
+    return {"gateway.port": (gateway.port, True)}
 
 
 TIME_WAIT_S = 65.0
@@ -144,12 +145,10 @@ def check_ports_free(
     restart right after Ctrl-C then waits, saying why, instead of failing with "stop what listens there". Setting
     `stop` (Ctrl-C again) ends the wait with PortInUse."""
     interrupted = stop or threading.Event()
-    # Serve's proxy binds with SO_REUSEADDR (a closed connection's port is free to it); a direct-ingress replica not.
-    reuse = {"gateway.port": not wants_direct(gateway), "gateway.proxy_port": True}
-    for field, port in local_ports(gateway).items():
+    for field, (port, reuse) in local_ports(gateway).items():
         deadline = time.monotonic() + wait_s
         waiting = False
-        while (error := _bind_error(gateway.host, port, reuse[field])) is not None:
+        while (error := _bind_error(gateway.host, port, reuse)) is not None:
             listening = _accepts(gateway.host, port)
             if listening or time.monotonic() >= deadline:
                 held = "another process listens there" if listening else f"still held after {wait_s:g} s"
